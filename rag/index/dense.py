@@ -1,0 +1,64 @@
+"""Inner-product search over L2-normalised embeddings (cosine), via faiss.
+
+Exact search (``IndexFlatIP``) below ``hnsw_from`` vectors; above it an HNSW graph, whose
+recall against exact search is measured in benchmarks/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+HNSW_FROM = 20_000
+HNSW_M = 32
+
+
+class DenseIndex:
+    def __init__(self, index: faiss.Index):
+        self._index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, kind: str = "auto") -> "DenseIndex":
+        """``kind``: flat | hnsw | auto (hnsw from HNSW_FROM vectors on)."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        dim = vectors.shape[1]
+        if kind == "auto":
+            kind = "hnsw" if len(vectors) >= HNSW_FROM else "flat"
+        if kind == "flat":
+            index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = 128
+        else:
+            raise ValueError(f"unknown dense index kind {kind!r} (flat|hnsw|auto)")
+        index.add(vectors)
+        return cls(index)
+
+    @property
+    def size(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk rows, cosine scores) of the k nearest chunks, best first."""
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        scores, rows = self._index.search(q, min(k, self.size))
+        keep = rows[0] >= 0
+        return rows[0][keep], scores[0][keep]
+
+    def save(self, path: Path) -> None:
+        faiss.write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, mmap: bool = True) -> "DenseIndex":
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            return cls(faiss.read_index(str(path), flags))
+        except RuntimeError:  # HNSW indexes cannot be memory-mapped by every faiss build
+            return cls(faiss.read_index(str(path)))

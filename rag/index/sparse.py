@@ -1,0 +1,60 @@
+"""BM25 over pre-analysed tokens, via bm25s.
+
+Scoring follows Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and
+Beyond" (2009); the variants (``lucene`` idf = log(1 + (N - df + 0.5)/(df + 0.5)),
+``robertson`` idf = log((N - df + 0.5)/(df + 0.5)) clamped at 0) are bm25s's, described in
+Kamphuis et al., ECIR 2020. Tokens come from :mod:`rag.korean`, so analysis stays ours.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    k1: float = 1.2
+    b: float = 0.75
+    method: str = "lucene"
+
+
+class SparseIndex:
+    """BM25 scores for every chunk, given a query's tokens."""
+
+    def __init__(self, model: bm25s.BM25, params: BM25Params):
+        self._model = model
+        self.params = params
+
+    @classmethod
+    def build(cls, corpus_tokens: list[list[str]], params: BM25Params = BM25Params()) -> "SparseIndex":
+        model = bm25s.BM25(k1=params.k1, b=params.b, method=params.method)
+        # an empty token list would be dropped by bm25s's vocabulary; keep every row
+        model.index([toks or [""] for toks in corpus_tokens], show_progress=False)
+        return cls(model, params)
+
+    @property
+    def size(self) -> int:
+        return int(self._model.scores["num_docs"])
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        """Score of every chunk (float32, length ``size``); unknown tokens score nothing."""
+        vocab = self._model.vocab_dict
+        known = [t for t in query_tokens if t in vocab and t != ""]
+        if not known:
+            return np.zeros(self.size, dtype=np.float32)
+        return np.asarray(self._model.get_scores(known), dtype=np.float32)
+
+    def save(self, folder: Path) -> None:
+        self._model.save(str(folder), show_progress=False)
+
+    @classmethod
+    def load(cls, folder: Path, params: BM25Params, mmap: bool = True) -> "SparseIndex":
+        model = bm25s.BM25.load(str(folder), mmap=mmap, show_progress=False)
+        return cls(model, params)
