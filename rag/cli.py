@@ -1,0 +1,264 @@
+"""The `rag` command: search, ask, chat, index, eval, serve.
+
+Output for people is a rich table on stdout; ``--json`` output is UTF-8 JSON (one object
+per line in batch mode) with Korean left as is. Progress and notices go to stderr, so
+stdout stays clean for pipes. Errors are one line on stderr with a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean policy-document Q&A: cited answers from the bundled corpus.")
+index_app = typer.Typer(no_args_is_help=True, help="Build or inspect the search index.")
+app.add_typer(index_app, name="index")
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILURE = 1
+
+MODE_HELP = "hybrid (default), bm25 or dense"
+
+
+def _fail(message: str, code: int = EXIT_FAILURE) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _progress_bar() -> Iterator:
+    """A rich progress bar on stderr fed by the core's ``progress(stage, advance, total)``."""
+    labels = {"chunk": "문서 분할", "analyse": "형태소 분석", "embed": "임베딩"}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, advance: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+            bar.update(tasks[stage], advance=advance, total=total)
+
+        yield report
+
+
+def _open_retriever():
+    """Load the index (building it when missing or stale, with a bar), or exit with the reason."""
+    from .corpus import CorpusError
+    from .embedding import ModelNotAvailableError
+    from .index.store import IndexError_
+    from .retrieve import Retriever
+
+    try:
+        with _progress_bar() as report:
+            return Retriever.open(progress=report, notice=lambda m: err.print(f"[yellow]{m}[/]"))
+    except (CorpusError, ModelNotAvailableError, IndexError_) as exc:
+        _fail(str(exc))
+
+
+def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool) -> None:
+    from .retrieve import QuestionError, check_options, check_question
+
+    try:
+        check_options(k, mode)
+        if batch is None:
+            if question is None:
+                raise QuestionError("give a QUESTION or --batch FILE")
+            check_question(question)
+        elif question is not None:
+            raise QuestionError("give either a QUESTION or --batch FILE, not both")
+        elif not as_json:
+            raise QuestionError("--batch writes JSON lines: add --json")
+    except QuestionError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+
+
+def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, item) for each non-blank line; a bad line yields an ``error`` item."""
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line.decode("utf-8"))
+            if not isinstance(item, dict):
+                raise ValueError("each line must be a JSON object")
+            if not isinstance(item.get("question"), str):
+                raise ValueError('the object needs a "question" string')
+        except UnicodeDecodeError:
+            yield n, {"id": None, "error": f"line {n} is not valid UTF-8"}
+            continue
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            yield n, {"id": None, "error": f"line {n}: {exc}"}
+            continue
+        yield n, {"id": item.get("id", n), "question": item["question"]}
+
+
+def _run_batch(path: Path, handle) -> None:
+    """Answer every line in order, one JSON line each; bad lines get an ``error`` field."""
+    from .retrieve import QuestionError
+
+    failed = 0
+    retriever = None
+    for n, item in _read_batch(path):
+        if "error" in item:
+            failed += 1
+            _print_json(item)
+            continue
+        try:
+            retriever = retriever or _open_retriever()
+            _print_json({"id": item["id"], **handle(retriever, item["question"])})
+        except QuestionError as exc:
+            failed += 1
+            _print_json({"id": item["id"], "question": item["question"], "error": str(exc)})
+    if failed:
+        err.print(f"[yellow]{failed} line(s) had errors; see their \"error\" field[/]")
+
+
+def _section_cell(p) -> str:
+    return f"{p.doc_title}\n[dim]{p.section or '(문서 첫머리)'}\n{p.doc_id} [{p.start}:{p.end}][/]"
+
+
+@app.command()
+def search(
+    question: Optional[str] = typer.Argument(None, help="The question, in Korean."),
+    k: int = typer.Option(5, "-k", "--k", help="How many passages."),
+    mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file of {id, question} (- for stdin)."),
+) -> None:
+    """Ranked passages for a question, with where each stands in its document."""
+    _validate(question, k, mode, batch, as_json)
+
+    def handle(retriever, q: str) -> dict:
+        result = retriever.search(q, k=k, mode=mode)
+        return {"question": q, "mode": mode, "passages": [p.to_dict() for p in result.passages]}
+
+    if batch is not None:
+        return _run_batch(batch, handle)
+    retriever = _open_retriever()
+    if as_json:
+        return _print_json(handle(retriever, question))
+    result = retriever.search(question, k=k, mode=mode)
+    table = Table(title=f"{question}  [dim]({mode}, top {k})[/]", show_lines=True, expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("점수", justify="right", width=7)
+    table.add_column("문서 · 위치", ratio=2)
+    table.add_column("본문", ratio=5)
+    for p in result.passages:
+        text = p.text if len(p.text) <= 400 else p.text[:400] + " …"
+        table.add_row(str(p.rank), f"{p.score:.3f}", _section_cell(p), text)
+    out.print(table)
+
+
+def _print_answer(ans) -> None:
+    style = "green" if ans.answerable else "yellow"
+    out.print(Panel(ans.answer, title=f"[bold]{ans.question}[/]", border_style=style, expand=True))
+    if ans.citations:
+        table = Table(title="근거 (citations)", show_lines=True, expand=True)
+        table.add_column("[n]", width=4)
+        table.add_column("문서 · 위치", ratio=2)
+        table.add_column("인용", ratio=5)
+        for i, c in enumerate(ans.citations, 1):
+            p = c.passage
+            loc = f"{p.doc_title}\n[dim]{p.section or '(문서 첫머리)'}\n{p.doc_id} [{c.quote_start}:{c.quote_end}][/]"
+            table.add_row(f"[{i}]", loc, c.quote)
+        out.print(table)
+    elif ans.related:
+        out.print("[dim]관련 있을 수 있는 구절:[/]")
+        for p in ans.related[:3]:
+            out.print(f"[dim]- {p.doc_title} · {p.section} [{p.start}:{p.end}][/]")
+
+
+@app.command()
+def ask(
+    question: Optional[str] = typer.Argument(None, help="The question, in Korean."),
+    k: int = typer.Option(5, "-k", "--k", help="How many passages to draw the answer from."),
+    mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
+    batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file of {id, question} (- for stdin)."),
+) -> None:
+    """A short answer built from the documents' own sentences, with verified citations."""
+    from .answer import answer_question
+
+    _validate(question, k, mode, batch, as_json)
+
+    def handle(retriever, q: str) -> dict:
+        return answer_question(retriever, q, k=k, mode=mode).to_dict()
+
+    if batch is not None:
+        return _run_batch(batch, handle)
+    retriever = _open_retriever()
+    if as_json:
+        return _print_json({"id": None, **handle(retriever, question)})
+    _print_answer(answer_question(retriever, question, k=k, mode=mode))
+
+
+@index_app.command("build")
+def index_build() -> None:
+    """Build the index from corpus/ (reusing embeddings of unchanged chunks)."""
+    from .corpus import CorpusError
+    from .embedding import ModelNotAvailableError
+    from .index.store import IndexError_, build_index
+    from .config import Settings
+
+    try:
+        with _progress_bar() as report:
+            index = build_index(Settings(), progress=report)
+    except (CorpusError, ModelNotAvailableError, IndexError_) as exc:
+        _fail(str(exc))
+    m = index.manifest
+    err.print(f"[green]built[/] {m['n_chunks']} chunks from {len(m['corpus'])} documents in "
+              f"{m['build_seconds']} s ({m['reembedded']} embedded, the rest reused) → {index.path}")
+
+
+@index_app.command("status")
+def index_status_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact against the manifest."),
+) -> None:
+    """What is built, and whether it is stale against corpus/ and the settings."""
+    from .config import Settings
+    from .corpus import CorpusError
+    from .index.store import index_status
+
+    try:
+        status = index_status(Settings(), verify=verify)
+    except CorpusError as exc:
+        _fail(str(exc))
+    if as_json:
+        _print_json(status)
+    else:
+        table = Table(show_header=False, title="index")
+        for key, value in status.items():
+            table.add_row(key, json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))
+        out.print(table)
+    if not status["built"] or status["stale"]:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
