@@ -256,6 +256,19 @@ def index_status_cmd(
         raise typer.Exit(EXIT_FAILURE)
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Start the HTTP API (POST /chat, POST /search, GET /health, /documents; docs at /docs)."""
+    from .api.server import serve as run_server
+
+    if not 0 < port < 65536:
+        _fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
+    run_server(host=host, port=port)
+
+
 def main() -> None:
     app()
 
