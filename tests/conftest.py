@@ -60,3 +60,11 @@ def make_small_corpus(folder: Path, ids=("002", "003")) -> Path:
 def small_settings(tmp_path, settings):
     """Settings over a two-document corpus copy and an empty index dir (tests may edit both)."""
     return settings.with_(corpus_dir=make_small_corpus(tmp_path / "corpus"), index_dir=tmp_path / "index")
+
+
+@pytest.fixture(scope="session")
+def retriever():
+    """The real retriever over the bundled corpus and the project's index (built if needed)."""
+    from rag.retrieve import Retriever
+
+    return Retriever.open()
