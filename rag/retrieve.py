@@ -32,7 +32,7 @@ class QuestionError(ValueError):
 @dataclass(frozen=True)
 class FusionConfig:
     method: str = "weighted"  # "rrf" | "weighted"
-    weight: float = 0.6  # dense share, for "weighted"
+    weight: float = 0.4  # dense share, for "weighted"
     rrf_k: int = 60
     depth: int = 50  # candidates taken from each list before fusing
 

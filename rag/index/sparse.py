@@ -20,7 +20,7 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 @dataclass(frozen=True)
 class BM25Params:
-    k1: float = 1.2
+    k1: float = 0.9
     b: float = 0.75
     method: str = "lucene"
 
