@@ -171,22 +171,31 @@ def search(
 
 
 def _print_answer(ans) -> None:
+    """The answer in a panel, then each citation: its number, document, section, the
+    exact span (document offsets) and the quoted text; or, when the documents do not
+    answer, the closest passages."""
+    from rich.text import Text
+
     style = "green" if ans.answerable else "yellow"
-    out.print(Panel(ans.answer, title=f"[bold]{ans.question}[/]", border_style=style, expand=True))
+    out.print(Panel(Text(ans.answer), title=Text(ans.question, style="bold"), border_style=style, expand=True))
     if ans.citations:
         table = Table(title="근거 (citations)", show_lines=True, expand=True)
-        table.add_column("[n]", width=4)
+        table.add_column("\\[n]", width=4)
         table.add_column("문서 · 위치", ratio=2)
-        table.add_column("인용", ratio=5)
+        table.add_column("인용 (문서 원문 그대로)", ratio=5)
         for i, c in enumerate(ans.citations, 1):
             p = c.passage
-            loc = f"{p.doc_title}\n[dim]{p.section or '(문서 첫머리)'}\n{p.doc_id} [{c.quote_start}:{c.quote_end}][/]"
-            table.add_row(f"[{i}]", loc, c.quote)
+            loc = Text(f"{p.doc_title}\n")
+            loc.append(f"{p.section or '(문서 첫머리)'}\n{p.doc_id} [{c.quote_start}:{c.quote_end}]", style="dim")
+            quote = Text(c.quote.replace("\t", " | "))
+            if getattr(c, "columns", ()):
+                quote.append(f"\n(열: {' | '.join(x for x in c.columns if x)})", style="dim")
+            table.add_row(f"[{i}]", loc, quote)
         out.print(table)
     elif ans.related:
         out.print("[dim]관련 있을 수 있는 구절:[/]")
         for p in ans.related[:3]:
-            out.print(f"[dim]- {p.doc_title} · {p.section} [{p.start}:{p.end}][/]")
+            out.print(Text(f"- {p.doc_title} · {p.section or '(문서 첫머리)'} · {p.doc_id} [{p.start}:{p.end}]", style="dim"))
 
 
 @app.command()
@@ -267,6 +276,13 @@ def serve(
     if not 0 < port < 65536:
         _fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
     run_server(host=host, port=port)
+
+
+from .cli_chat import chat_command  # noqa: E402
+from .cli_eval import eval_command  # noqa: E402
+
+app.command("eval")(eval_command)
+app.command("chat")(chat_command)
 
 
 def main() -> None:
