@@ -9,67 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
 import typer
-from rich.console import Console
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from .cli_common import EXIT_BAD_INPUT, EXIT_FAILURE, MODE_HELP, err, fail, open_retriever, out, print_answer, print_json, progress_bar, section_cell
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean policy-document Q&A: cited answers from the bundled corpus.")
 index_app = typer.Typer(no_args_is_help=True, help="Build or inspect the search index.")
 app.add_typer(index_app, name="index")
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
-
-EXIT_BAD_INPUT = 2
-EXIT_FAILURE = 1
-
-MODE_HELP = "hybrid (default), bm25 or dense"
-
-
-def _fail(message: str, code: int = EXIT_FAILURE) -> None:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
-    raise typer.Exit(code)
-
-
-def _print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    sys.stdout.flush()
-
-
-@contextmanager
-def _progress_bar() -> Iterator:
-    """A rich progress bar on stderr fed by the core's ``progress(stage, advance, total)``."""
-    labels = {"chunk": "문서 분할", "analyse": "형태소 분석", "embed": "임베딩"}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, advance: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
-            bar.update(tasks[stage], advance=advance, total=total)
-
-        yield report
-
-
-def _open_retriever():
-    """Load the index (building it when missing or stale, with a bar), or exit with the reason."""
-    from .corpus import CorpusError
-    from .embedding import ModelNotAvailableError
-    from .index.store import IndexError_
-    from .retrieve import Retriever
-
-    try:
-        with _progress_bar() as report:
-            return Retriever.open(progress=report, notice=lambda m: err.print(f"[yellow]{m}[/]"))
-    except (CorpusError, ModelNotAvailableError, IndexError_) as exc:
-        _fail(str(exc))
 
 
 def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool) -> None:
@@ -86,7 +37,7 @@ def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path],
         elif not as_json:
             raise QuestionError("--batch writes JSON lines: add --json")
     except QuestionError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT)
 
 
 def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
@@ -94,7 +45,7 @@ def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
-        _fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
     for n, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
@@ -122,20 +73,46 @@ def _run_batch(path: Path, handle) -> None:
     for n, item in _read_batch(path):
         if "error" in item:
             failed += 1
-            _print_json(item)
+            print_json(item)
             continue
         try:
-            retriever = retriever or _open_retriever()
-            _print_json({"id": item["id"], **handle(retriever, item["question"])})
+            retriever = retriever or open_retriever()
+            print_json({"id": item["id"], **handle(retriever, item["question"])})
         except QuestionError as exc:
             failed += 1
-            _print_json({"id": item["id"], "question": item["question"], "error": str(exc)})
+            print_json({"id": item["id"], "question": item["question"], "error": str(exc)})
     if failed:
         err.print(f"[yellow]{failed} line(s) had errors; see their \"error\" field[/]")
 
 
-def _section_cell(p) -> str:
-    return f"{p.doc_title}\n[dim]{p.section or '(문서 첫머리)'}\n{p.doc_id} [{p.start}:{p.end}][/]"
+def _answer_or_search(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool,
+                      compute, to_json, render) -> None:
+    """The flow ``search`` and ``ask`` share: validate, then batch, JSON or a rendered result.
+
+    ``compute(retriever, q)`` returns the core's result, ``to_json(q, result)`` its JSON
+    object (without ``id``), ``render(q, result)`` prints it for people.
+    """
+    _validate(question, k, mode, batch, as_json)
+    if batch is not None:
+        return _run_batch(batch, lambda retriever, q: to_json(q, compute(retriever, q)))
+    retriever = open_retriever()
+    result = compute(retriever, question)
+    if as_json:
+        print_json({"id": None, **to_json(question, result)})
+    else:
+        render(question, result)
+
+
+def _print_search(question: str, k: int, mode: str, result) -> None:
+    table = Table(title=f"{question}  [dim]({mode}, top {k})[/]", show_lines=True, expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("점수", justify="right", width=7)
+    table.add_column("문서 · 위치", ratio=2)
+    table.add_column("본문", ratio=5)
+    for p in result.passages:
+        text = p.text if len(p.text) <= 400 else p.text[:400] + " …"
+        table.add_row(str(p.rank), f"{p.score:.3f}", section_cell(p), text)
+    out.print(table)
 
 
 @app.command()
@@ -147,55 +124,12 @@ def search(
     batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file of {id, question} (- for stdin)."),
 ) -> None:
     """Ranked passages for a question, with where each stands in its document."""
-    _validate(question, k, mode, batch, as_json)
-
-    def handle(retriever, q: str) -> dict:
-        result = retriever.search(q, k=k, mode=mode)
-        return {"question": q, "mode": mode, "passages": [p.to_dict() for p in result.passages]}
-
-    if batch is not None:
-        return _run_batch(batch, handle)
-    retriever = _open_retriever()
-    if as_json:
-        return _print_json(handle(retriever, question))
-    result = retriever.search(question, k=k, mode=mode)
-    table = Table(title=f"{question}  [dim]({mode}, top {k})[/]", show_lines=True, expand=True)
-    table.add_column("#", justify="right", width=3)
-    table.add_column("점수", justify="right", width=7)
-    table.add_column("문서 · 위치", ratio=2)
-    table.add_column("본문", ratio=5)
-    for p in result.passages:
-        text = p.text if len(p.text) <= 400 else p.text[:400] + " …"
-        table.add_row(str(p.rank), f"{p.score:.3f}", _section_cell(p), text)
-    out.print(table)
-
-
-def _print_answer(ans) -> None:
-    """The answer in a panel, then each citation: its number, document, section, the
-    exact span (document offsets) and the quoted text; or, when the documents do not
-    answer, the closest passages."""
-    from rich.text import Text
-
-    style = "green" if ans.answerable else "yellow"
-    out.print(Panel(Text(ans.answer), title=Text(ans.question, style="bold"), border_style=style, expand=True))
-    if ans.citations:
-        table = Table(title="근거 (citations)", show_lines=True, expand=True)
-        table.add_column("\\[n]", width=4)
-        table.add_column("문서 · 위치", ratio=2)
-        table.add_column("인용 (문서 원문 그대로)", ratio=5)
-        for i, c in enumerate(ans.citations, 1):
-            p = c.passage
-            loc = Text(f"{p.doc_title}\n")
-            loc.append(f"{p.section or '(문서 첫머리)'}\n{p.doc_id} [{c.quote_start}:{c.quote_end}]", style="dim")
-            quote = Text(c.quote.replace("\t", " | "))
-            if getattr(c, "columns", ()):
-                quote.append(f"\n(열: {' | '.join(x for x in c.columns if x)})", style="dim")
-            table.add_row(f"[{i}]", loc, quote)
-        out.print(table)
-    elif ans.related:
-        out.print("[dim]관련 있을 수 있는 구절:[/]")
-        for p in ans.related[:3]:
-            out.print(Text(f"- {p.doc_title} · {p.section or '(문서 첫머리)'} · {p.doc_id} [{p.start}:{p.end}]", style="dim"))
+    _answer_or_search(
+        question, k, mode, batch, as_json,
+        compute=lambda retriever, q: retriever.search(q, k=k, mode=mode),
+        to_json=lambda q, result: {"question": q, "mode": mode, "passages": [p.to_dict() for p in result.passages]},
+        render=lambda q, result: _print_search(q, k, mode, result),
+    )
 
 
 @app.command()
@@ -209,17 +143,12 @@ def ask(
     """A short answer built from the documents' own sentences, with verified citations."""
     from .answer import answer_question
 
-    _validate(question, k, mode, batch, as_json)
-
-    def handle(retriever, q: str) -> dict:
-        return answer_question(retriever, q, k=k, mode=mode).to_dict()
-
-    if batch is not None:
-        return _run_batch(batch, handle)
-    retriever = _open_retriever()
-    if as_json:
-        return _print_json({"id": None, **handle(retriever, question)})
-    _print_answer(answer_question(retriever, question, k=k, mode=mode))
+    _answer_or_search(
+        question, k, mode, batch, as_json,
+        compute=lambda retriever, q: answer_question(retriever, q, k=k, mode=mode),
+        to_json=lambda q, answer: answer.to_dict(),
+        render=lambda q, answer: print_answer(answer),
+    )
 
 
 @index_app.command("build")
@@ -231,10 +160,10 @@ def index_build() -> None:
     from .config import Settings
 
     try:
-        with _progress_bar() as report:
+        with progress_bar() as report:
             index = build_index(Settings(), progress=report)
     except (CorpusError, ModelNotAvailableError, IndexError_) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     m = index.manifest
     err.print(f"[green]built[/] {m['n_chunks']} chunks from {len(m['corpus'])} documents in "
               f"{m['build_seconds']} s ({m['reembedded']} embedded, the rest reused) → {index.path}")
@@ -253,9 +182,9 @@ def index_status_cmd(
     try:
         status = index_status(Settings(), verify=verify)
     except CorpusError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
-        _print_json(status)
+        print_json(status)
     else:
         table = Table(show_header=False, title="index")
         for key, value in status.items():
@@ -274,7 +203,7 @@ def serve(
     from .api.server import serve as run_server
 
     if not 0 < port < 65536:
-        _fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
+        fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
     run_server(host=host, port=port)
 
 

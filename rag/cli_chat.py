@@ -15,7 +15,7 @@ from __future__ import annotations
 import typer
 from rich.markup import escape
 
-from .cli import MODE_HELP, EXIT_BAD_INPUT, _fail, _open_retriever, _print_answer, err, out
+from .cli_common import EXIT_BAD_INPUT, MODE_HELP, err, fail, open_retriever, out, print_answer
 
 PROMPT = "질문> "
 
@@ -85,9 +85,9 @@ def chat_command(
     try:
         check_options(k, mode)
     except QuestionError as exc:
-        _fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT)
     err.print("[dim]색인과 모델을 불러오는 중…[/]")
-    retriever = _open_retriever()
+    retriever = open_retriever()
     _enable_line_editing()
     out.print("[bold]뿌리산업·소부장 정책 문서 Q&A[/] — 질문을 입력하세요. [dim](/help 도움말, /quit 종료)[/]")
     messages: list[dict] = []
@@ -143,7 +143,7 @@ def chat_command(
         if query != asked:
             out.print(f"[dim]↳ 이전 질문과 이어서 검색: {escape(query)}[/]", highlight=False)
         answer.question = asked
-        _print_answer(answer)
+        print_answer(answer)
         messages += [{"role": "user", "content": asked}, {"role": "assistant", "content": answer.answer}]
         last = answer
     raise typer.Exit(0)

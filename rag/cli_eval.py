@@ -20,22 +20,17 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from . import cli_common
 from .evalset import DEFAULT_QA_PATH, PROJECT_ROOT
 
 REPORT_PATH = PROJECT_ROOT / "evaluation" / "report.md"
 LAST_RUN_PATH = PROJECT_ROOT / "evaluation" / "last_run.json"
 
 
-def _cli():
-    from . import cli  # imported lazily: rag.cli imports this module at its end
-
-    return cli
-
-
 @contextmanager
 def _eval_progress() -> Iterator:
     """A bar per stage on stderr: the overall ``ablations`` bar stays, step bars replace each other."""
-    err = _cli().err
+    err = cli_common.err
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         tasks: dict[str, int] = {}
@@ -63,8 +58,8 @@ def _parse_modes(values: Optional[List[str]]) -> list[str]:
     modes = [m.strip() for v in values for m in v.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        _cli()._fail(f"unknown mode {', '.join(map(repr, bad)) or '(none)'}; choose from {', '.join(MODES)}",
-                     _cli().EXIT_BAD_INPUT)
+        cli_common.fail(f"unknown mode {', '.join(map(repr, bad)) or '(none)'}; choose from {', '.join(MODES)}",
+                     cli_common.EXIT_BAD_INPUT)
     return [m for m in MODE_ORDER if m in modes]
 
 
@@ -84,7 +79,7 @@ def _delta_cell(d: dict, digits: int = 3, lower_is_better: bool = False) -> str:
 def _print_tables(payload: dict, show_failures: bool) -> None:
     from .evaluate import METRICS
 
-    out = _cli().out
+    out = cli_common.out
     meta, modes = payload["meta"], payload["modes"]
     t = Table(title=f"retrieval · {escape(str(meta['set']))} · {meta['answerable']} answerable "
                     f"(+{meta['unanswerable']} unanswerable, not scored) · k={meta['k']} · {meta['chunks']} chunks")
@@ -169,7 +164,7 @@ def _print_tables(payload: dict, show_failures: bool) -> None:
 def _print_compare(cmp: dict) -> None:
     from .evaluate import COMPARE_METRICS
 
-    out = _cli().out
+    out = cli_common.out
     t = Table(title=f"compared with the run of {escape(str(cmp.get('old_created')))} · old → new (Δ)")
     t.add_column("metric")
     for mode in cmp["modes"]:
@@ -198,7 +193,6 @@ def eval_command(
     report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Write evaluation/report.md and last_run.json (default: for the default set)."),
 ) -> None:
     """Retrieval evaluation: hit@k, MRR, nDCG, section hits and latency per mode, type and document."""
-    cli = _cli()
     from . import evaluate as ev
     from .config import Settings
     from .corpus import CorpusError
@@ -210,21 +204,21 @@ def eval_command(
 
     modes = _parse_modes(mode)
     if not 1 <= k <= MAX_K:
-        cli._fail(f"k must be a whole number from 1 to {MAX_K}", cli.EXIT_BAD_INPUT)
+        cli_common.fail(f"k must be a whole number from 1 to {MAX_K}", cli_common.EXIT_BAD_INPUT)
     try:
         items = load_qa(set_path)
     except OSError as exc:
-        cli._fail(f"cannot read {set_path}: {exc.strerror}", cli.EXIT_BAD_INPUT)
+        cli_common.fail(f"cannot read {set_path}: {exc.strerror}", cli_common.EXIT_BAD_INPUT)
     except (ValueError, UnicodeDecodeError) as exc:
-        cli._fail(str(exc).splitlines()[0], cli.EXIT_BAD_INPUT)
+        cli_common.fail(str(exc).splitlines()[0], cli_common.EXIT_BAD_INPUT)
     if not items:
-        cli._fail(f"{set_path} holds no questions", cli.EXIT_BAD_INPUT)
+        cli_common.fail(f"{set_path} holds no questions", cli_common.EXIT_BAD_INPUT)
     old = None
     if compare_to is not None:
         try:
             old = ev.load_payload(compare_to)
         except ValueError as exc:
-            cli._fail(str(exc), cli.EXIT_BAD_INPUT)
+            cli_common.fail(str(exc), cli_common.EXIT_BAD_INPUT)
     is_default_set = Path(set_path).resolve() == DEFAULT_QA_PATH.resolve()
     report = is_default_set if report is None else report
     ablations = report if ablations is None else ablations
@@ -235,17 +229,17 @@ def eval_command(
     except (OSError, ValueError, KeyError) as exc:
         problems = [f"could not check the set against the corpus ({exc})"]
     if problems:
-        cli.err.print(f"[yellow]warning: {len(problems)} problem(s) in {set_path}; first: {problems[0]}[/]")
+        cli_common.err.print(f"[yellow]warning: {len(problems)} problem(s) in {set_path}; first: {problems[0]}[/]")
 
     started = time.perf_counter()
     try:
         with _eval_progress() as progress:
             run = ev.run_eval(items, modes, k, settings=settings, ablations=ablations, progress=progress,
-                              notice=lambda m: cli.err.print(f"[yellow]{m}[/]"), set_path=_display(set_path))
+                              notice=lambda m: cli_common.err.print(f"[yellow]{m}[/]"), set_path=_display(set_path))
     except (CorpusError, ModelNotAvailableError, IndexError_, QuestionError) as exc:
-        cli._fail(str(exc))
+        cli_common.fail(str(exc))
     payload = run.payload()
-    cli.err.print(f"[dim]{len(items)} questions × {len(modes)} mode(s)"
+    cli_common.err.print(f"[dim]{len(items)} questions × {len(modes)} mode(s)"
                   f"{' + ablations' if ablations else ''} in {time.perf_counter() - started:.1f} s[/]")
 
     if report:
@@ -254,11 +248,11 @@ def eval_command(
         command = shlex.join(["rag", *sys.argv[1:]]) if Path(sys.argv[0]).name == "rag" else "rag eval"
         ev.write_json_atomic(LAST_RUN_PATH, payload)
         ev.write_report(REPORT_PATH, ev.render_markdown(payload, command))
-        cli.err.print(f"[dim]wrote {_display(REPORT_PATH)} and {_display(LAST_RUN_PATH)}[/]")
+        cli_common.err.print(f"[dim]wrote {_display(REPORT_PATH)} and {_display(LAST_RUN_PATH)}[/]")
 
     cmp = ev.compare(old, payload) if old is not None else None
     if as_json:
-        cli._print_json({**payload, "compare": cmp} if cmp is not None else payload)
+        cli_common.print_json({**payload, "compare": cmp} if cmp is not None else payload)
         return
     _print_tables(payload, show_failures)
     if cmp is not None:

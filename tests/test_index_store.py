@@ -2,7 +2,6 @@
 corruption, concurrent writers, and reuse of embeddings for unchanged chunks."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
