@@ -48,7 +48,16 @@ class DenseIndex:
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk rows, cosine scores) of the k nearest chunks, best first."""
         q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        scores, rows = self._index.search(q, min(k, self.size))
+        # One question is too little work to split: exact search would fan it out over
+        # OpenMP threads whose barriers, on a busy 2-core machine, wait for time slices
+        # (16-24 ms instead of 0.3-2.5 ms at 10k-50k vectors; benchmarks/report.md).
+        # Same results; the setting belongs to the calling thread only.
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)
+        try:
+            scores, rows = self._index.search(q, min(k, self.size))
+        finally:
+            faiss.omp_set_num_threads(threads)
         keep = rows[0] >= 0
         return rows[0][keep], scores[0][keep]
 
@@ -57,7 +66,11 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path, mmap: bool = True) -> "DenseIndex":
-        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        # IO_FLAG_MMAP only maps on-disk inverted lists and copies flat/HNSW storage into
+        # RAM; IO_FLAG_MMAP_IFC (faiss >= 1.10) maps the vectors and the graph zero-copy
+        # (benchmarks/: RSS after load is file-backed, not anonymous).
+        mmap_flag = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+        flags = mmap_flag | faiss.IO_FLAG_READ_ONLY if mmap else 0
         try:
             return cls(faiss.read_index(str(path), flags))
         except RuntimeError:  # HNSW indexes cannot be memory-mapped by every faiss build
