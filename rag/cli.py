@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Annotated, Iterator, Optional
 
 import typer
 from rich.table import Table
@@ -115,13 +115,20 @@ def _print_search(question: str, k: int, mode: str, result) -> None:
     out.print(table)
 
 
+# The arguments search and ask share.
+QuestionArg = Annotated[Optional[str], typer.Argument(help="The question, in Korean.")]
+ModeOpt = Annotated[str, typer.Option("--mode", help=MODE_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
+BatchOpt = Annotated[Optional[Path], typer.Option("--batch", help="JSONL file of {id, question} (- for stdin).")]
+
+
 @app.command()
 def search(
-    question: Optional[str] = typer.Argument(None, help="The question, in Korean."),
-    k: int = typer.Option(5, "-k", "--k", help="How many passages."),
-    mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
-    batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file of {id, question} (- for stdin)."),
+    question: QuestionArg = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many passages.")] = 5,
+    mode: ModeOpt = "hybrid",
+    as_json: JsonOpt = False,
+    batch: BatchOpt = None,
 ) -> None:
     """Ranked passages for a question, with where each stands in its document."""
     _answer_or_search(
@@ -134,11 +141,11 @@ def search(
 
 @app.command()
 def ask(
-    question: Optional[str] = typer.Argument(None, help="The question, in Korean."),
-    k: int = typer.Option(5, "-k", "--k", help="How many passages to draw the answer from."),
-    mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
-    batch: Optional[Path] = typer.Option(None, "--batch", help="JSONL file of {id, question} (- for stdin)."),
+    question: QuestionArg = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many passages to draw the answer from.")] = 5,
+    mode: ModeOpt = "hybrid",
+    as_json: JsonOpt = False,
+    batch: BatchOpt = None,
 ) -> None:
     """A short answer built from the documents' own sentences, with verified citations."""
     from .answer import answer_question
