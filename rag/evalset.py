@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
+from .corpus import load_corpus as load_documents
+from .corpus import normalise_text
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_QA_PATH = PROJECT_ROOT / "evaluation" / "qa.jsonl"
 DEFAULT_SCHEMA_PATH = PROJECT_ROOT / "evaluation" / "qa.schema.json"
@@ -125,13 +130,6 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return ()
 
 
-def normalise_text(text: str) -> str:
-    """The project's normalised document text: no BOM, ``\\r\\n``/``\\r`` -> ``\\n``, NFC
-    (the same rule as :func:`rag.corpus.normalise_text`)."""
-    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
-    return unicodedata.normalize("NFC", text)
-
-
 def squash(text: str) -> str:
     """NFC text with all whitespace removed (the form answers are matched in)."""
     return _WS.sub("", unicodedata.normalize("NFC", text))
@@ -157,13 +155,8 @@ def count_occurrences(haystack: str, needle: str) -> int:
 
 
 def load_corpus(corpus_dir: str | Path = DEFAULT_CORPUS_DIR) -> dict[str, str]:
-    """Document id -> normalised text, read via ``manifest.json`` (UTF-8)."""
-    corpus_dir = Path(corpus_dir)
-    manifest = json.loads((corpus_dir / "manifest.json").read_text(encoding="utf-8"))
-    return {
-        e["id"]: normalise_text((corpus_dir / e["file"]).read_text(encoding="utf-8"))
-        for e in manifest
-    }
+    """Document id -> normalised text, as :func:`rag.corpus.load_corpus` reads them."""
+    return {d.doc_id: d.text for d in load_documents(Path(corpus_dir))}
 
 
 def load_qa(path: str | Path = DEFAULT_QA_PATH) -> list[QAItem]:
@@ -315,103 +308,6 @@ def validate(items: Iterable[QAItem | Mapping[str, Any]], corpus_texts: Mapping[
 
 
 def schema_problems(instance: Any, schema: Mapping[str, Any]) -> list[str]:
-    """Problems of ``instance`` against ``schema``: uses ``jsonschema`` when it is
-    installed, otherwise a small built-in checker for the keywords our schema uses
-    (type, enum, const, required, properties, additionalProperties, items, min/max
-    Items/Length, uniqueItems, pattern, oneOf, anyOf, allOf, not, contains, if/then/else,
-    local $ref)."""
-    try:
-        import jsonschema  # type: ignore[import-not-found]
-    except ImportError:
-        return _MiniValidator(schema).errors(instance, schema, "$")
+    """Problems of ``instance`` against ``schema`` (JSON Schema 2020-12, via jsonschema)."""
     validator = jsonschema.Draft202012Validator(schema)
     return [f"{'/'.join(map(str, e.absolute_path)) or '$'}: {e.message}" for e in validator.iter_errors(instance)]
-
-
-class _MiniValidator:
-    """Just enough of JSON Schema 2020-12 to check ``qa.schema.json`` without a dependency."""
-
-    _TYPES = {
-        "object": lambda v: isinstance(v, dict),
-        "array": lambda v: isinstance(v, list),
-        "string": lambda v: isinstance(v, str),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "null": lambda v: v is None,
-    }
-
-    def __init__(self, root: Mapping[str, Any]) -> None:
-        self.root = root
-
-    def _resolve(self, ref: str) -> Mapping[str, Any]:
-        if not ref.startswith("#/"):
-            raise ValueError(f"only local $ref supported, got {ref!r}")
-        node: Any = self.root
-        for part in ref[2:].split("/"):
-            node = node[part]
-        return node
-
-    def errors(self, v: Any, s: Mapping[str, Any] | bool, at: str) -> list[str]:  # noqa: C901
-        if s is True:
-            return []
-        if s is False:
-            return [f"{at}: no value allowed"]
-        out: list[str] = []
-        if "$ref" in s:
-            out += self.errors(v, self._resolve(s["$ref"]), at)
-        if "type" in s:
-            types = s["type"] if isinstance(s["type"], list) else [s["type"]]
-            if not any(self._TYPES[t](v) for t in types):
-                return out + [f"{at}: {v!r} is not of type {'/'.join(types)}"]
-        if "enum" in s and v not in s["enum"]:
-            out.append(f"{at}: {v!r} is not one of {s['enum']!r}")
-        if "const" in s and v != s["const"]:
-            out.append(f"{at}: {v!r} is not {s['const']!r}")
-        if isinstance(v, str):
-            if len(v) < s.get("minLength", 0):
-                out.append(f"{at}: {v!r} is too short")
-            if "maxLength" in s and len(v) > s["maxLength"]:
-                out.append(f"{at}: {v!r} is too long")
-            if "pattern" in s and not re.search(s["pattern"], v):
-                out.append(f"{at}: {v!r} does not match {s['pattern']!r}")
-        if isinstance(v, list):
-            if len(v) < s.get("minItems", 0):
-                out.append(f"{at}: too few items")
-            if "maxItems" in s and len(v) > s["maxItems"]:
-                out.append(f"{at}: too many items")
-            if s.get("uniqueItems") and len({json.dumps(x, sort_keys=True) for x in v}) != len(v):
-                out.append(f"{at}: items are not unique")
-            if "items" in s:
-                for i, x in enumerate(v):
-                    out += self.errors(x, s["items"], f"{at}/{i}")
-            if "contains" in s and not any(not self.errors(x, s["contains"], at) for x in v):
-                out.append(f"{at}: no item matches 'contains'")
-        if isinstance(v, dict):
-            out += [f"{at}: missing required property {k!r}" for k in s.get("required", []) if k not in v]
-            props = s.get("properties", {})
-            for k, sub in props.items():
-                if k in v:
-                    out += self.errors(v[k], sub, f"{at}/{k}")
-            extra = s.get("additionalProperties", True)
-            for k in v:
-                if k not in props:
-                    if extra is False:
-                        out.append(f"{at}: unexpected property {k!r}")
-                    elif isinstance(extra, dict):
-                        out += self.errors(v[k], extra, f"{at}/{k}")
-        for sub in s.get("allOf", []):
-            out += self.errors(v, sub, at)
-        if "anyOf" in s and all(self.errors(v, sub, at) for sub in s["anyOf"]):
-            out.append(f"{at}: matches none of anyOf")
-        if "oneOf" in s:
-            n = sum(1 for sub in s["oneOf"] if not self.errors(v, sub, at))
-            if n != 1:
-                out.append(f"{at}: matches {n} of oneOf (need exactly 1)")
-        if "not" in s and not self.errors(v, s["not"], at):
-            out.append(f"{at}: must not match 'not' schema")
-        if "if" in s:
-            branch = "then" if not self.errors(v, s["if"], at) else "else"
-            if branch in s:
-                out += self.errors(v, s[branch], at)
-        return out

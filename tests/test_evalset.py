@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+
+import jsonschema
 from collections import Counter
 
 import pytest
@@ -71,12 +73,7 @@ def test_file_is_utf8_with_unescaped_korean():
 def test_schema_is_valid_json_and_every_item_satisfies_it(records):
     schema = json.loads(DEFAULT_SCHEMA_PATH.read_text(encoding="utf-8"))
     assert schema["$schema"].endswith("/draft/2020-12/schema")
-    try:
-        import jsonschema
-    except ImportError:
-        pass
-    else:
-        jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.Draft202012Validator.check_schema(schema)
     problems = {r["id"]: schema_problems(r, schema) for r in records}
     assert {k: v for k, v in problems.items() if v} == {}
 
