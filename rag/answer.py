@@ -7,14 +7,8 @@ Pipeline for one question (:func:`answer_question`, used by ``rag ask``, ``rag c
 ``POST /chat``):
 
 1. **Retrieve** the top-k passages (:meth:`rag.retrieve.Retriever.search`).
-2. **Candidates.** Each passage is cut into answer candidates, each with its exact span in
-   the normalised document: prose *sentences* (a line broken mid-sentence, as slide exports
-   do, is joined with its continuation; a slide's short label line is read with the value
-   under it: ``(伊)IDRA · 171개의 부품을 용접·조립``), *list items* (``-``, ``○``, ``*``,
-   ``①`` … bullets, with the line they hang under), and *table rows* (tab-separated; a row
-   is read with its table's header, and empty leading cells of merged rows are filled from
-   the rows above, so the answer names the columns:
-   ``광주 | 지원 분야: 용접 | 구축장비수(종): 22 | 센터 위치: 광주첨단산단``).
+2. **Candidates.** Each passage is cut into sentences, list items and table rows, each
+   with its exact span in the normalised document (:mod:`rag.candidates`).
 3. **Score** each candidate by the share of the question it covers: the question's content
    morphemes and numbers (Kiwi, :mod:`rag.korean`; question words such as 얼마/어디 left
    out), weighted by their BM25 idf so rare words count more, matched as tokens, inside
@@ -23,6 +17,10 @@ Pipeline for one question (:func:`answer_question`, used by ``rag ask``, ``rag c
    item hangs under) count at :data:`CONTEXT_WEIGHT`; a candidate of the kind the question
    asks for (a number with the unit asked with 몇, a share, an amount, a date) gains
    :data:`TYPE_BONUS`, one that is not loses it; the passage's retrieval rank breaks ties.
+   Among the near-best candidates (within :data:`SUPPORT_WINDOW` of the best), one that
+   carries everything the question's shape asks for (:mod:`rag.question`,
+   :mod:`rag.evidence`: its numbers, the name it is about, 최대/기업당…, the kind of
+   answer) goes first.
 4. **Compose** one to three lines: the best candidate (for a list question, or when it is a
    heading or a lead-in ending with ':', the items under it as a compact list; a starred
    word's footnote), then the best candidate of each part of a two-part question, then
@@ -41,16 +39,16 @@ imports torch or calls the embedding model.
 from __future__ import annotations
 
 import logging
-import math
 import re
-import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
+from .candidates import Candidate, passage_candidates
+from .evidence import Support, support, type_matches
+from .question import analyse, answer_kind, expected_pattern, is_list_question, question_parts, wants_two_sources
 from .retrieve import Retriever, SearchResult
-from .sections import bullet_level, heading_rank, is_noise, is_table_row
+from .terms import QuestionTerms, candidate_hits, idf_table, plain_tokens, question_terms, weight_of
 from .types import Passage
 
 log = logging.getLogger(__name__)
@@ -93,557 +91,14 @@ class Answer:
     related: list[Passage] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
     signals: dict[str, float] = field(default_factory=dict)  # abstention inputs (see rag.abstain)
+    reason: str = ""  # why the documents do not answer (empty when they do)
 
     def to_dict(self) -> dict:
         return {
-            "question": self.question, "answer": self.answer, "answerable": self.answerable,
+            "question": self.question, "answer": self.answer, "answerable": self.answerable, "reason": self.reason,
             "citations": [c.to_dict() for c in self.citations],
             "related": [p.to_dict() for p in self.related],
         }
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One answer candidate of one passage.
-
-    ``start``/``end`` are offsets into the normalised document and ``quote`` is the text
-    there; ``display`` is how the answer shows it (markdown removed, line breaks joined,
-    a table row with its column names)."""
-
-    chunk_id: str
-    start: int
-    end: int
-    quote: str
-    display: str
-    kind: str  # "sentence" | "item" | "row" | "heading"
-    level: int  # bullet depth (items), -1 otherwise
-    group: int  # candidates of one list / one table share a group number within the passage
-    own: frozenset[str]  # analysed tokens of the candidate
-    context: frozenset[str]  # tokens of its section path, table header, parent line
-    columns: tuple[str, ...] = ()
-    parent: int = -1  # index (within the passage's candidates) of the line it hangs under
-    own_text: str = ""  # the candidate's text, whitespace removed (substring matching)
-    context_text: str = ""
-
-
-# --------------------------------------------------------------------------- text helpers
-
-_MD_RE = re.compile(r"\*\*|</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]{0,200})?/?>|\\(?=[*_#\[\]()-])")
-_HEADING_MARK_RE = re.compile(r"^#{1,6}\s+")
-_TERMINAL_RE = re.compile(r"(?:[.!?。…]|[다요음함됨임])\s*$")
-#: A sentence ends at . ! ? after a letter or a closing bracket (never after a digit:
-#: "2023. 03." and "'19.8월" are not sentence ends), before whitespace.
-_SENT_END_RE = re.compile(r"(?<=[가-힣A-Za-z)\]」』’”][.!?。])\s+")
-_WS_RE = re.compile(r"\s+")
-_MIN_CANDIDATE_CHARS = 4
-_MAX_HEADING_CHARS = 60  # a longer "heading" ("셋째, …다.") is read as prose
-_MAX_JOIN_CHARS = 320
-
-
-def clean_display(text: str) -> str:
-    """Markdown emphasis, escapes and HTML tags removed; whitespace collapsed."""
-    return _WS_RE.sub(" ", _MD_RE.sub("", _HEADING_MARK_RE.sub("", text.strip()))).strip()
-
-
-def _cells(row: str) -> list[str]:
-    return [clean_display(c) for c in row.split("\t")]
-
-
-def _squash(text: str) -> str:
-    return _WS_RE.sub("", text).lower()
-
-
-def _has_content(text: str) -> bool:
-    return bool(re.search(r"[가-힣A-Za-z0-9]", text))
-
-
-@dataclass
-class _Unit:
-    """A logical line: one physical line, or a prose line joined with its continuations."""
-
-    start: int
-    end: int
-    kind: str  # "prose" | "item" | "row" | "heading"
-    level: int
-
-
-_BULLET_MARK_RE = re.compile(r"^(?:[-*•▪○◇◆□■❖]\s*)+")
-
-
-def _line_kind(line: str) -> tuple[str, int]:
-    if is_table_row(line):
-        return "row", -1
-    s = line.strip()
-    if len(s) <= _MAX_HEADING_CHARS and (s.startswith("#") or (bullet_level(line) is None and heading_rank(line) is not None)):
-        return "heading", -1
-    lvl = bullet_level(line)
-    if lvl is not None:
-        return "item", lvl
-    if re.match(r"^[①-⑳□■]", s):
-        return "item", 0
-    return "prose", -1
-
-
-def _units(text: str, base: int) -> list[_Unit]:
-    """Logical lines of a passage's text (offsets made absolute by ``base``)."""
-    units: list[_Unit] = []
-    pos = 0
-    prev_blank = True
-    for raw in text.split("\n"):
-        line_base = base + pos
-        pos += len(raw) + 1
-        s = raw.strip()
-        if not s:
-            prev_blank = True
-            continue
-        if is_noise(raw) or re.fullmatch(r"[#\-\s*|=_]+", s):
-            prev_blank = True
-            continue
-        kind, level = _line_kind(raw)
-        if kind == "row":  # a row keeps its leading tabs: they say which column a cell is in
-            body = raw.rstrip()
-            line_start = line_base + (len(body) - len(body.lstrip(" ")))
-            line_end = line_base + len(body)
-        else:
-            line_start = line_base + (len(raw) - len(raw.lstrip()))
-            line_end = line_start + len(s)
-        if (
-            kind == "prose" and not prev_blank and units and units[-1].kind in ("prose", "item")
-            and not _TERMINAL_RE.search(text[units[-1].start - base: units[-1].end - base])
-            and line_end - units[-1].start <= _MAX_JOIN_CHARS
-        ):
-            units[-1].end = line_end  # a line broken mid-sentence: join it
-        else:
-            units.append(_Unit(line_start, line_end, kind, level))
-        prev_blank = False
-    return units
-
-
-def _sentences(text: str, start: int) -> list[tuple[int, int]]:
-    """(start, end) document spans of the sentences of ``text`` (which starts at ``start``)."""
-    spans = []
-    pos = 0
-    for m in _SENT_END_RE.finditer(text):
-        spans.append((start + pos, start + m.start()))
-        pos = m.end()
-    spans.append((start + pos, start + len(text)))
-    return [(a, b) for a, b in spans if b > a]
-
-
-def _line_at(doc_text: str, start: int) -> tuple[int, str]:
-    """(start, text) of the document line that starts at or holds ``start``."""
-    a = doc_text.rfind("\n", 0, start) + 1
-    b = doc_text.find("\n", start)
-    return a, doc_text[a: len(doc_text) if b < 0 else b]
-
-
-@dataclass(frozen=True)
-class _TableInfo:
-    names: tuple[str, ...]  # column names ("" where unknown); empty when no header row
-    header_rows: frozenset[int]  # start offsets of the header rows
-    first_row: int
-
-
-_table_cache: "OrderedDict[tuple, _TableInfo]" = OrderedDict()
-_table_lock = threading.Lock()
-
-
-def _table_info(doc_text: str, row_start: int) -> _TableInfo:
-    """The header of the table holding the row at ``row_start`` (walking back over the
-    contiguous tab-separated rows to the table's first row)."""
-    first, line = _line_at(doc_text, row_start)
-    while first > 0:
-        prev_start, prev = _line_at(doc_text, first - 1)
-        if not is_table_row(prev):
-            break
-        first = prev_start
-    key = (len(doc_text), first, doc_text[first:first + 80])
-    with _table_lock:
-        hit = _table_cache.get(key)
-    if hit is not None:
-        return hit
-    lines: list[tuple[int, str]] = []
-    p = first
-    while len(lines) < 3 and p <= len(doc_text):
-        a, text = _line_at(doc_text, p)
-        if not is_table_row(text):
-            break
-        lines.append((a, text))
-        p = a + len(text) + 1
-    info = _TableInfo((), frozenset(), first)
-    captions = []
-    while len(lines) > 1 and sum(1 for c in _cells(lines[0][1]) if c) <= 1:  # a caption row spanning the table
-        captions.append(lines.pop(0)[0])
-        a, text = _line_at(doc_text, lines[-1][0] + len(lines[-1][1]) + 1)
-        if is_table_row(text) and a > lines[-1][0]:
-            lines.append((a, text))
-    if lines:
-        head = _cells(lines[0][1])
-        header_like = (
-            all(len(c) <= 24 for c in head) and sum(1 for c in head if c) >= 2
-            and not any(re.fullmatch(r"[△▲\-+]?[\d,.]+%?", c) or re.search(r"\d%", c) for c in head)
-        )
-        if header_like:
-            n_head = 1
-            sub: list[str] = []
-            if len(lines) > 2 and lines[1][1].startswith("\t"):
-                sc = _cells(lines[1][1])
-                if not any(re.fullmatch(r"[△\-]?[\d,.]+%?", c) for c in sc) and all(len(c) <= 24 for c in sc):
-                    n_head, sub = 2, sc
-            names = []
-            filled = ""
-            for i in range(max(len(head), len(sub))):
-                top = head[i] if i < len(head) else ""
-                filled = top or filled
-                below = sub[i] if i < len(sub) else ""
-                upper = (top or (filled if below else "")) if n_head == 2 else top
-                names.append(" ".join(x for x in (upper, below) if x))
-            info = _TableInfo(tuple(names), frozenset([*captions, *(a for a, _ in lines[:n_head])]), first)
-    with _table_lock:
-        _table_cache[key] = info
-        while len(_table_cache) > 256:
-            _table_cache.popitem(last=False)
-    return info
-
-
-def _inherited_cells(doc_text: str, row_start: int, table_first: int, cells: list[str]) -> list[str]:
-    """A row's cells with its empty *leading* cells filled from the rows above (tables
-    exported from merged cells leave them empty: "\t\t▶ 사업공고(4월) …" belongs to the
-    row group and the 사업명 above it)."""
-    lead = 0
-    while lead < len(cells) - 1 and not cells[lead]:
-        lead += 1
-    if lead == 0:
-        return cells
-    filled = list(cells)
-    missing = set(range(lead))
-    p = row_start
-    while missing and p > table_first:
-        a, text = _line_at(doc_text, p - 1)
-        above = _cells(text)
-        for i in sorted(missing):
-            if i < len(above) and above[i]:
-                filled[i] = above[i]
-                missing.discard(i)
-        p = a
-    return filled
-
-
-def _render_row(cells: list[str], names: Sequence[str]) -> str:
-    """``label | name: cell | …`` (the first column is the row's label)."""
-    parts = []
-    for i, c in enumerate(cells):
-        if not c:
-            continue
-        name = names[i] if i < len(names) else ""
-        if i == 0 or not name:
-            parts.append(c)
-        else:
-            parts.append(f"{name}: {c}")
-    return " | ".join(parts)
-
-
-# --------------------------------------------------------------------------- candidates
-
-_CACHE_SIZE = 512
-_cache: "OrderedDict[tuple, list[Candidate]]" = OrderedDict()
-_cache_lock = threading.Lock()
-
-
-def passage_candidates(passage: Passage, doc_text: str, analyzer) -> list[Candidate]:
-    """The answer candidates of one passage (cached per chunk span and analyser)."""
-    key = (passage.chunk_id, passage.start, passage.end, id(analyzer), hash(passage.text))
-    with _cache_lock:
-        hit = _cache.get(key)
-        if hit is not None:
-            _cache.move_to_end(key)
-            return hit
-    cands = _build_candidates(passage, doc_text, analyzer)
-    with _cache_lock:
-        _cache[key] = cands
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    return cands
-
-
-def _parent_of(units: list[_Unit], ui: int) -> int:
-    """The unit a unit hangs under: for an item, the nearest line above that is not an
-    item at its depth or deeper; for a row, the line above its table; for prose, the
-    line right above (slides put a label and its value on neighbouring lines)."""
-    u = units[ui]
-    for pj in range(ui - 1, -1, -1):
-        pu = units[pj]
-        if u.kind == "row":
-            if pu.kind != "row":
-                return pj
-        elif u.kind == "item":
-            if pu.kind != "item" or pu.level < u.level:
-                return pj
-        else:
-            return pj if pu.kind != "row" else -1
-    return -1
-
-
-_LABEL_MAX_CHARS = 20
-
-
-def _label_before(units: list[_Unit], ui: int, doc_text: str) -> _Unit | None:
-    """The short label line right above a prose line, as slides lay out "label / value"
-    pairs ("(伊)IDRA" above "171개의 부품을 용접·조립"): prose, at most 20 characters, no
-    digits, no sentence end, and not itself a value (a line following another label)."""
-    u = units[ui]
-    if u.kind != "prose" or ui == 0:
-        return None
-    value = doc_text[u.start:u.end]
-    if len(value) <= _LABEL_MAX_CHARS and not re.search(r"\d", value):  # a label or a lead-in itself
-        return None
-    lab = units[ui - 1]
-    text = doc_text[lab.start:lab.end].strip()
-    if lab.kind != "prose" or len(text) > _LABEL_MAX_CHARS or re.search(r"\d", text) or _TERMINAL_RE.search(text) \
-            or text.endswith(":"):
-        return None
-    if doc_text.count("\n", lab.end, u.start) > 3:  # too far apart
-        return None
-    return lab
-
-
-def _build_candidates(passage: Passage, doc_text: str, analyzer) -> list[Candidate]:
-    units = _units(passage.text, passage.start)
-    raw: list[dict] = []
-    group = 0
-    prev_kind = None
-    parents = [_parent_of(units, ui) for ui in range(len(units))]
-    for ui, u in enumerate(units):
-        if u.kind != prev_kind or u.kind in ("heading", "prose"):
-            group += 1
-        prev_kind = u.kind
-        text = doc_text[u.start:u.end]
-        if u.kind == "row":
-            info = _table_info(doc_text, u.start)
-            if u.start in info.header_rows:
-                continue
-            cells = _inherited_cells(doc_text, u.start, info.first_row, _cells(text))
-            display = _render_row(cells, info.names)
-            if not _has_content(display):
-                continue
-            raw.append(dict(start=u.start, end=u.end, display=display, kind="row", level=-1, group=group,
-                            ctx=" ".join(n for n in info.names if n),
-                            columns=info.names, unit=ui, own_text=" ".join(c for c in cells if c)))
-            continue
-        spans = [(u.start, u.end)] if u.kind == "heading" else _sentences(text, u.start)
-        label = _label_before(units, ui, doc_text)
-        for si, (a, b) in enumerate(spans):
-            quote = doc_text[a:b]
-            a2 = a + (len(quote) - len(quote.lstrip()))  # quotes start and end on text
-            b2 = b - (len(quote) - len(quote.rstrip()))
-            if b2 <= a2:
-                continue
-            display = _BULLET_MARK_RE.sub("", clean_display(doc_text[a2:b2])).strip()
-            if len(display) < (2 if u.kind == "item" else _MIN_CANDIDATE_CHARS) or not _has_content(display):
-                continue
-            kind = {"prose": "sentence", "item": "item", "heading": "heading"}[u.kind]
-            entry = dict(start=a2, end=b2, display=display, kind=kind, level=u.level, group=group,
-                         ctx="", columns=(), unit=ui)
-            if label is not None and si == 0:  # a slide's label and its value read as one line
-                entry.update(start=label.start, display=f"{clean_display(doc_text[label.start:label.end])} · {display}")
-                entry["own_text"] = entry["display"]
-            raw.append(entry)
-    # analyse every distinct text (candidates, section path, table headers, parent lines)
-    # once, in one batched Kiwi call; a context is the union of its pieces' tokens
-    unit_text = {ui: clean_display(doc_text[units[ui].start:units[ui].end]) for ui in range(len(units))}
-    section = passage.section.replace(" > ", "\n") if isinstance(passage.section, str) else "\n".join(passage.section)
-    ctx_parts = []
-    for r in raw:
-        pj = parents[r["unit"]]
-        ctx_parts.append(tuple(x for x in (section, r["ctx"], unit_text.get(pj, "")) if x))
-    texts = list(dict.fromkeys([r.get("own_text", r["display"]) for r in raw] + [x for parts in ctx_parts for x in parts]))
-    tokens = dict(zip(texts, (frozenset(t) for t in analyzer.tokenize_many(texts))))
-    unit_to_first: dict[int, int] = {}
-    for i, r in enumerate(raw):
-        unit_to_first.setdefault(r["unit"], i)
-    out = []
-    for i, r in enumerate(raw):
-        own_text = r.get("own_text", r["display"])
-        own = tokens[own_text]
-        context = frozenset().union(*(tokens[x] for x in ctx_parts[i])) if ctx_parts[i] else frozenset()
-        pj = parents[r["unit"]]
-        out.append(Candidate(
-            chunk_id=passage.chunk_id, start=r["start"], end=r["end"], quote=doc_text[r["start"]:r["end"]],
-            display=r["display"], kind=r["kind"], level=r["level"], group=r["group"], own=own,
-            context=context - own, columns=r["columns"], parent=unit_to_first.get(pj, -1),
-            own_text=_squash(own_text), context_text=_squash("\n".join(ctx_parts[i])),
-        ))
-    return out
-
-
-# --------------------------------------------------------------------------- question terms
-
-#: Question words and phrasing that carry no topic: they never count for or against a
-#: candidate ("얼마야", "몇 개 정도", "알려줘", "뭐가 있어").
-QUESTION_FILLERS = frozenset(
-    """
-    얼마 몇 무엇 뭐 뭣 무슨 어디 어느 언제 누구 어떻다 어떠하다 어찌 왜 거 것 때 말 정도 대략 약 뜻 곳 이름
-    알리다 알려주다 말하다 나열 설명 확인 각각 둘 구체 구체적 정확 내용 경우 얘기 가지 혹시 좀 다 모두 전부
-    궁금 궁금하다 알다 싶다 주다 보다 가다 오다 나오다 들다 어떻 중
-    비교 작년 올해 내년 지금 현재 며칠 시작 이유 방법 사람 도움 쪽 몫 종류 목록 예시 수치 금액 총액
-    문서 자료 보고서 칼럼 기사 보도 약자 장소
-    """.split()
-)
-
-_NUMERIC_TOKEN = re.compile(r"^\d")
-#: Term weight = idf ** IDF_POWER, numbers times NUMBER_WEIGHT (a number in the question
-#: is nearly always the key to the answer).
-IDF_POWER = 1.0
-NUMBER_WEIGHT = 2.0
-
-
-@dataclass(frozen=True)
-class QuestionTerms:
-    """The question's content tokens with their weights (BM25 idf; numbers count double)."""
-
-    weights: dict[str, float]
-    numbers: frozenset[str]
-    oov: frozenset[str]  # tokens the corpus never contains
-    all_tokens: tuple[str, ...]  # every analysed token, as retrieval saw them
-    alts: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> tokens of its search expansions ("퍼센트" -> "%")
-
-    @property
-    def total(self) -> float:
-        """The weight a passage can cover: words the corpus never contains are left out
-        (they count in the ``oov_free`` abstention signal instead)."""
-        return sum(w for t, w in self.weights.items() if t not in self.oov)
-
-
-class _IdfTable:
-    """BM25 (lucene) idf of single tokens, from the sparse index's own statistics."""
-
-    def __init__(self, sparse, doc_texts: dict[str, str] | None = None) -> None:
-        self._sparse = sparse
-        self._doc_texts = doc_texts or {}
-        self._corpus: str | None = None
-        self._idf: dict[str, float] = {}
-        self._max: dict[str, float] = {}
-        self.n = max(int(sparse.size), 1)
-
-    def _fill(self, tok: str) -> None:
-        scores = self._sparse.scores([tok])
-        df = int((scores > 0).sum())
-        self._idf[tok] = math.log(1.0 + (self.n - df + 0.5) / (df + 0.5))
-        self._max[tok] = float(scores.max()) if df else 0.0
-
-    def idf(self, tok: str) -> float:
-        if tok not in self._idf:
-            self._fill(tok)
-        return self._idf[tok]
-
-    def max_score(self, tok: str) -> float:
-        """The best BM25 score the token alone reaches in any chunk (0 when unseen)."""
-        if tok not in self._max:
-            self._fill(tok)
-        return self._max[tok]
-
-    def in_corpus_text(self, tok: str) -> bool:
-        """Whether the token occurs anywhere in the documents' text (whitespace removed),
-        e.g. inside a compound the analyser keeps whole ("누리" in "누리호")."""
-        if self._corpus is None:
-            self._corpus = "\n".join(_squash(t) for t in self._doc_texts.values())
-        return tok.lower() in self._corpus
-
-    def df_zero(self, tok: str) -> bool:
-        return self.max_score(tok) <= 0.0
-
-
-_idf_tables: dict[int, _IdfTable] = {}
-
-
-def idf_table(retriever: Retriever) -> _IdfTable:
-    """The idf table of a retriever's sparse index (one per loaded index)."""
-    key = id(retriever.index.sparse)
-    table = _idf_tables.get(key)
-    if table is None or table._sparse is not retriever.index.sparse:
-        if len(_idf_tables) >= 8:  # indexes reloaded many times (tests, rebuilds): forget old ones
-            _idf_tables.clear()
-        table = _idf_tables[key] = _IdfTable(retriever.index.sparse, retriever.doc_texts)
-    return table
-
-
-def _plain_tokens(text: str, retriever: Retriever) -> list[str]:
-    """Tokens of the text as written (no search expansions)."""
-    from .korean import get_analyzer
-
-    analyzer = retriever.analyzer
-    if not analyzer.normalize:
-        return analyzer.tokenize(text)
-    return get_analyzer(normalize=False, mode=analyzer.mode).tokenize(text)
-
-
-def question_terms(question: str, retriever: Retriever) -> QuestionTerms:
-    """Content tokens of the question as written (expansions excluded: the candidates'
-    analysis carries them), each weighted by its idf. A token with a search expansion
-    ("퍼센트" → "%", "美" → "미국") also counts as found when an expansion is."""
-    from .normalize import expansions
-
-    all_tokens = tuple(retriever.analyzer.tokenize(question))
-    plain = _plain_tokens(question, retriever) if retriever.analyzer.normalize else list(all_tokens)
-    idf = idf_table(retriever)
-    weights: dict[str, float] = {}
-    numbers = set()
-    oov = set()
-    alts: dict[str, frozenset[str]] = {}
-    for t in plain:
-        if t in QUESTION_FILLERS or t in weights:
-            continue
-        exp = expansions(t) if retriever.analyzer.normalize else []
-        if exp:
-            alt = frozenset(_plain_tokens(" ".join(exp), retriever)) - {t}
-            if alt:
-                alts[t] = alt
-        w = idf.idf(t) ** IDF_POWER
-        if _NUMERIC_TOKEN.match(t):
-            numbers.add(t)
-            w *= NUMBER_WEIGHT
-        if idf.df_zero(t) and all(idf.df_zero(a) for a in alts.get(t, ())) and not idf.in_corpus_text(t):
-            oov.add(t)
-        weights[t] = w
-    return QuestionTerms(weights, frozenset(numbers), frozenset(oov), all_tokens, alts)
-
-
-_HANGUL_OR_LATIN = re.compile(r"^[가-힣A-Za-z&]{2,}$")
-
-
-def _covers(tok: str, tokens: frozenset[str], text: str = "", alts: frozenset[str] = frozenset()) -> bool:
-    """Whether a question token occurs in a candidate: as one of its tokens, or (for a
-    word of two or more letters) inside its text, so that a compound the analyser kept
-    whole ("취업매칭버스") still shows its parts ("매칭", "버스"); or through one of its
-    expansions (``alts``)."""
-    if tok in tokens or (alts and not alts.isdisjoint(tokens)):
-        return True
-    if _NUMERIC_TOKEN.match(tok):
-        return len(tok) == 2 and f"20{tok}" in tokens  # '25 in the question, 2025 in the text
-    return bool(text) and _HANGUL_OR_LATIN.match(tok) is not None and tok in text
-
-
-def hits(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> set[str]:
-    """The question tokens a candidate (its tokens and squashed text) covers."""
-    return {t for t in terms.weights if _covers(t, tokens, text, terms.alts.get(t, frozenset()))}
-
-
-def weight_of(terms: QuestionTerms, toks: Iterable[str]) -> float:
-    """Share of the question's weight carried by ``toks`` (0..1)."""
-    total = terms.total
-    return sum(terms.weights.get(t, 0.0) for t in set(toks) if t not in terms.oov) / total if total > 0 else 0.0
-
-
-def coverage(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> float:
-    """Share of the question's weight whose tokens occur in ``tokens``/``text`` (0..1)."""
-    return weight_of(terms, hits(terms, tokens, text))
-
-
-def candidate_hits(terms: QuestionTerms, c: "Candidate", with_context: bool = True) -> set[str]:
-    own = hits(terms, c.own, c.own_text)
-    if not with_context:
-        return own
-    return own | hits(terms, c.context, c.context_text)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -661,14 +116,6 @@ NEAR_TIE = 0.85
 #: weight that the lines already chosen do not (multi-part questions).
 PART_GAIN = 0.15
 
-_LIST_RE = re.compile(
-    r"(뭐가\s*있|무엇이\s*있|뭐뭐|무엇무엇|나열|종류|목록|어떤\s*(?:것|게|거)들|어떤\s*게\s*(?:있|나와)|"
-    r"어디\s*어디|(?:과제|사업|기술|분야|품목|방식|기관|지역|업종)들|(?:네|세|두|다섯)\s*가지|\d+\s*(?:대|가지)\s*\S*(?:이|가|은|는)?\s*(?:뭐|무엇|어디))"
-)
-_MULTI_DOC_RE = re.compile(r"(둘\s*다|각각|양쪽|모두\s*확인|달라|다른가|다르|차이|비교해)")
-_NUMBER_Q_RE = re.compile(r"(몇|얼마|비중|비율|퍼센트|%|규모|예산|금액|총액|점유율|인원|건수|개수|매출|수출액|목표)")
-_DATE_Q_RE = re.compile(r"(언제|며칠|몇\s*월|몇\s*년도|시기|기한)")
-_DEFINITION_Q_RE = re.compile(r"(뜻|의미|정의|개념|(?:이|가)?란\s*(?:뭐|무엇)|말하는\s*거)")
 _SUBJECT_RE = re.compile(r"^[「‘'\"(]*([가-힣A-Za-z0-9·\-]{2,20}?)[」’'\")]*(?:은|는|이란|란|이라\s*함은)\s")
 
 
@@ -680,16 +127,6 @@ class Scored:
     own_cov: float
     ctx_cov: float
 
-
-def answer_kind(question: str) -> str:
-    """What the question asks for: ``date``, ``number``, ``definition`` or ``other``."""
-    if _DEFINITION_Q_RE.search(question):
-        return "definition"
-    if _DATE_Q_RE.search(question):
-        return "date"
-    if _NUMBER_Q_RE.search(question):
-        return "number"
-    return "other"
 
 
 def score_candidates(terms: QuestionTerms, passages: Sequence[Passage], cands_by_passage: Sequence[list[Candidate]],
@@ -717,64 +154,36 @@ def score_candidates(terms: QuestionTerms, passages: Sequence[Passage], cands_by
     return out
 
 
-def is_list_question(question: str) -> bool:
-    return bool(_LIST_RE.search(question))
+#: A candidate scoring at least this share of the best may go first when it, and not the
+#: best, carries everything the question asks for.
+SUPPORT_WINDOW = 0.75
+SUPPORT_DEPTH = 12
+#: ... and when it covers the question's subject phrase nearly as well as the best (a line
+#: about another industry's 2022 figures does not answer "주조 업종 2022년 사업체 수").
+TOPIC_SLACK = 0.25
 
 
-def wants_two_sources(question: str) -> bool:
-    return bool(_MULTI_DOC_RE.search(question))
+def doc_context(retriever: Retriever, doc_id: str) -> str:
+    """A document's title: what "2025년 실행계획에서" or "K-뿌리산업 첨단화 전략" in a
+    question refers to. (Not its date: a 2023 publication does not make every line of it
+    a statement about 2023.)"""
+    return str(retriever.index.docs.get(doc_id, {}).get("title", ""))
 
 
-_UNIT_Q_RE = re.compile(r"몇\s*(퍼센트|%|개사|개교|개|곳|명|건|배|위|조\s*원|억\s*원|만\s*원|원|년도|년|월|일|종|회|차)")
-_PERCENT_Q_RE = re.compile(r"(퍼센트|%|비율|점유율)")
-_MONEY_Q_RE = re.compile(r"(예산|매출|금액|비용|지원금|자금|보조금|투자액|사업비|연봉|임금|가격|지원받|지원해|보태)")
-_DATE_RE = r"(\d+\s*[월일]|['’‘]\d{2}|(?:19|20)\d{2}|[상하]반기|분기)"
-#: The unit an answer must mention (next to a number, or as a table column's unit) for
-#: the unit a question asks about with 몇.
-_UNIT_WORDS = {
-    "퍼센트": r"%", "%": r"%", "개사": r"개사|개|社|곳", "개교": r"개교|개|곳", "개": r"개|종|곳|건|社|대",
-    "곳": r"곳|개|社", "명": r"명", "건": r"건", "배": r"배", "위": r"위", "조원": r"조", "억원": r"억",
-    "만원": r"만", "원": r"원", "년도": _DATE_RE + r"|\d\s*년", "년": r"년|['’‘]\d{2}|(?:19|20)\d{2}", "월": r"월",
-    "일": r"일", "종": r"종|개", "회": r"회|번", "차": r"차",
-}
+def prefer_supported(scored: list[Scored], supports: Sequence[Support]) -> list[Scored]:
+    """``scored`` with the first near-best candidate whose :class:`Support` is complete,
+    and that covers the question's subject phrase nearly as well as the best does, moved
+    to the front (unchanged when the best is complete, or none is)."""
+    if not scored or supports[0].complete:
+        return scored
+    floor = SUPPORT_WINDOW * scored[0].score
+    for i, (s, sup) in enumerate(zip(scored, supports)):
+        if s.score < floor:
+            break
+        if sup.complete and sup.topic >= supports[0].topic - TOPIC_SLACK:
+            return [s] + scored[:i] + scored[i + 1:]
+    return scored
 
-
-#: A share: a number with %, or a table row whose column says (%).
-PERCENT = "percent"
-
-
-def type_matches(pattern: str | None, cand: "Candidate") -> bool:
-    """Whether a candidate shows what :func:`expected_pattern` asks for."""
-    if pattern is None:
-        return True
-    if pattern == PERCENT:
-        return bool(re.search(r"\d\s*%", cand.display)) or (cand.kind == "row" and "%" in cand.display
-                                                            and re.search(r"\d", cand.display) is not None)
-    return re.search(pattern, cand.display, re.S) is not None
-
-
-def expected_pattern(question: str, kind: str) -> str | None:
-    """What the best answer line must show for the kind of answer the question asks
-    for: a number with the unit asked with 몇, a share (%), an amount (원, 달러 or a
-    share) for 얼마 with a money word, a number for another 얼마, a date; or None
-    (also for 얼마나 "how much / to what degree", often answered in words)."""
-    m = _UNIT_Q_RE.search(question)
-    if m:
-        unit = re.sub(r"\s+", "", m.group(1))
-        if unit in ("퍼센트", "%"):
-            return PERCENT
-        return rf"(?=.*\d)(?=.*(?:{_UNIT_WORDS.get(unit, '')}))"
-    if kind == "number":
-        if _PERCENT_Q_RE.search(question):
-            return PERCENT
-        if re.search(r"얼마(?!나)", question):
-            if _MONEY_Q_RE.search(question):
-                return r"(?=.*\d)(?=.*(?:원|달러|불|\$|%))"
-            return r"\d"
-        return None
-    if kind == "date":
-        return _DATE_RE
-    return None
 
 
 # --------------------------------------------------------------------------- composition
@@ -815,19 +224,10 @@ def _list_pick(best: Scored, cands: list[Candidate]) -> list[Candidate] | None:
     return None
 
 
-_PART_SPLIT_RE = re.compile(r"(?<=[가-힣](?:고|며))\s*,?\s+|[,?？]\s+|\s+(?:그리고|또|또한)\s+")
-
-
-def question_parts(question: str) -> list[str]:
-    """The clauses of a question that asks two things ("…몇 개 기술로 넓어졌고, 그 사업체는
-    모두 몇 개사야?"): split after a clause ending 고/며, a comma or a question mark."""
-    parts = [p.strip() for p in _PART_SPLIT_RE.split(question.strip()) if p and p.strip()]
-    return parts if len(parts) >= 2 else [question.strip()]
-
 
 def part_terms(terms: QuestionTerms, part: str, retriever: Retriever) -> QuestionTerms:
     """The question's terms restricted to the words of one of its parts."""
-    own = set(_plain_tokens(part, retriever))
+    own = set(plain_tokens(part, retriever))
     w = {t: v for t, v in terms.weights.items() if t in own}
     return QuestionTerms(w, terms.numbers & frozenset(w), terms.oov & frozenset(w), terms.all_tokens,
                          {t: a for t, a in terms.alts.items() if t in w})
@@ -965,9 +365,17 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
     t0 = time.perf_counter()
     passages = result.passages
     terms = question_terms(question, retriever)
+    shape = analyse(question)
     cands = [passage_candidates(p, retriever.doc_texts.get(p.doc_id, ""), retriever.analyzer) for p in passages]
-    kind = answer_kind(question)
-    scored = score_candidates(terms, passages, cands, kind, question)
+    contexts = [doc_context(retriever, p.doc_id) for p in passages]
+    idf = idf_table(retriever)
+
+    def support_of(c: Candidate, pi: int) -> Support:
+        return support(shape, terms, c, question, contexts[pi], idf.occurrences)
+
+    scored = score_candidates(terms, passages, cands, shape.kind, question)
+    head = scored[:SUPPORT_DEPTH]
+    scored = prefer_supported(head, [support_of(s.cand, s.passage_index) for s in head]) + scored[SUPPORT_DEPTH:]
     parts = []
     split = question_parts(question)
     for part in split if len(split) > 1 else ():
@@ -975,17 +383,22 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
         if pt.total > 0:
             parts.append((pt, score_candidates(pt, passages, cands, answer_kind(part), part)))
     picks = compose_picks(question, terms, scored, cands, passages, parts)
-    lines = [c for p in picks for c in p.cands]
-    signals = abstain.compute_signals(question, terms, scored, lines, result, idf_table(retriever))
+    lines = [(c, p.passage_index) for p in picks for c in p.cands]
+    signals = abstain.compute_signals(
+        terms, shape, scored, [c for c, _ in lines], [support_of(c, pi) for c, pi in lines],
+        [contexts[pi] for _, pi in lines], result, idf, multipart=len(parts) > 1)
     policy = policy if policy is not None else abstain.load_policy()
     timings = dict(result.timings_ms)
     if not picks or policy.abstains(signals):
         timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
-        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals)
+        reason = abstain.abstention_reason(policy, signals, shape) if picks else "관련 구절이 없습니다."
+        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
+                      reason=reason)
     text, citations = _render(picks, passages, retriever.doc_texts)
     timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
     if not citations:
-        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals)
+        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
+                      reason="인용을 원문과 대조하지 못했습니다.")
     return Answer(question, text, True, citations, related=passages, timings_ms=timings, signals=signals)
 
 

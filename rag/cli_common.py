@@ -93,6 +93,8 @@ def print_answer(ans) -> None:
             table.add_row(f"[{i}]", loc, quote)
         out.print(table)
     elif ans.related:
+        if getattr(ans, "reason", ""):
+            out.print(Text(ans.reason, style="yellow"))
         out.print("[dim]관련 있을 수 있는 구절:[/]")
         for p in ans.related[:3]:
             out.print(Text(f"- {p.doc_title} · {p.section or '(문서 첫머리)'} · {p.doc_id} [{p.start}:{p.end}]", style="dim"))

@@ -145,6 +145,7 @@ class ChatResponse(BaseModel):
                        examples=["2025년 뿌리산업 지원예산 총액은? 작년에는? 2024년 '24년"])
     answer: str = Field(description="문서 문장으로 된 답변, 각 문장 끝에 [n] 인용 표시; 근거가 없으면 안내 문구")
     answerable: bool = Field(description="문서에서 답을 찾았는지")
+    reason: str = Field("", description="답하지 않은 까닭 (answerable=false일 때), 예: \"관련 구절이 '디팜스테크'에 관한 내용이 아닙니다.\"")
     citations: list[CitationOut] = Field(description="답변의 [n] 표시에 대응하는 근거 (n-1번째)")
     related: list[PassageOut] = Field(description="검색된 관련 구절 (순위순)")
     timing_ms: float = Field(description="서버 처리 시간 (밀리초)")
