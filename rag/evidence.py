@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 from .candidates import Candidate, squash
-from .question import PERCENT, QUALIFIERS, NumberPhrase, QuestionShape
+from .question import PERCENT, PLACES, QUALIFIERS, NumberPhrase, QuestionShape
 
 if TYPE_CHECKING:
     from .terms import QuestionTerms
@@ -30,8 +30,13 @@ def type_matches(pattern: str | None, cand: Candidate) -> bool:
     if pattern is None:
         return True
     if pattern == PERCENT:  # a share, not a change in points (%p)
-        return bool(re.search(r"\d\s*%(?!\s*p)", cand.display)) or (
-            cand.kind == "row" and "%" in cand.display and re.search(r"\d", cand.display) is not None)
+        if cand.kind != "row":
+            return bool(re.search(r"\d\s*%(?!\s*p)", cand.display))
+        # a row: a value with %, or values under a (%) label or column ("비중(%) | …: 17.8");
+        # not a % in the row's label alone ("점유율 50% 이상 | 일본: 283개")
+        label, _, values = cand.display.partition(" | ")
+        return bool(re.search(r"\d\s*%(?!\s*p)", values)) or (
+            "(%" in cand.display or "%)" in cand.display) and re.search(r"\d", values) is not None
     return re.search(pattern, cand.display, re.S) is not None
 
 
@@ -57,13 +62,7 @@ def numbers_found(phrases: Sequence[NumberPhrase], text: str) -> float:
 
 # --------------------------------------------------------------------------- names
 
-_PLACES = (
-    "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|충청|전북|전남|전라|경북|경남|경상|제주|"
-    "수도권|동남권|대경권|충청권|호남권|강원권|제주권|구미|성주|시흥|안산|창원|포항|여수|천안|청주|김해|"
-    "미국|중국|일본|독일|영국|프랑스|이탈리아|네덜란드|베트남|인도네시아|인니|인도|태국|필리핀|미얀마|"
-    "대만|유럽|북미|중남미|아세안|멕시코|캐나다|호주|스웨덴|룩셈부르크|이스라엘|폴란드|헝가리"
-)
-_PLACE_RE = re.compile(rf"(?:{_PLACES})|[美中日獨英佛伊蘭印]")
+_PLACE_RE = re.compile(rf"(?:{PLACES})|[美中日獨英佛伊蘭印]")
 #: Named sites: "광주첨단산단", "다산주물단지" (rare in the corpus, unlike 특화단지).
 _SITE_RE = re.compile(r"[가-힣]{2,8}(?:산단|산업단지|단지|테크노파크|밸리|캠퍼스)")
 _ORG_RE = re.compile(

@@ -78,6 +78,10 @@ _UNIT_WORDS = {
     "달러": r"달러|불|\$", "억달러": r"억\s*(?:달러|불)|\$", "만달러": r"만\s*(?:달러|불)|\$", "천달러": r"달러|불|\$",
 }
 
+#: A number that is not a year or a date: "수출경합도 수치는 얼마였어?" is not answered by
+#: a chart caption that only says ('21).
+_QUANTITY = r"(?<![\d'’‘.])(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)?(?!\s*[년월일]|\d)"
+
 #: A share: a number with %, or a table row whose column says (%).
 PERCENT = "percent"
 
@@ -99,10 +103,9 @@ def expected_pattern(question: str, kind: str) -> str | None:
         if re.search(r"얼마(?!나)", question):
             if _MONEY_Q_RE.search(question):
                 return r"(?=.*\d)(?=.*(?:원|달러|불|\$|%))"
-            return r"\d"
+            return _QUANTITY
         if re.search(r"몇(?!\s*가지)", question) or not re.search(r"얼마나|어떻|어떤|무엇|뭐|왜", question):
-            # "지수는 몇이야?", "펀드 조성 규모?": a number that is not a year
-            return r"(?<![\d'’‘.])(?!(?:19|20)\d\d(?!\d))\d+(?:\.\d+)?(?!\s*[년월일]|\d)"
+            return _QUANTITY  # "지수는 몇이야?", "펀드 조성 규모?"
         return None
     if kind == "date":
         return DATE_RE
@@ -211,6 +214,18 @@ class QuestionShape:
     answer_class: str | None = None
 
 
+#: Regions, cities and countries the documents talk about.
+PLACES = (
+    "서울|부산|대구|인천|광주|대전|울산|세종|경기|강원|충북|충남|충청|전북|전남|전라|경북|경남|경상|제주|"
+    "수도권|동남권|대경권|충청권|호남권|강원권|제주권|구미|성주|시흥|안산|창원|포항|여수|천안|청주|김해|"
+    "미국|중국|일본|독일|영국|프랑스|이탈리아|네덜란드|베트남|인도네시아|인니|인도|태국|필리핀|미얀마|"
+    "대만|유럽|북미|중남미|아세안|멕시코|캐나다|호주|스웨덴|룩셈부르크|이스라엘|폴란드|헝가리"
+)
+
+#: A place the question restricts itself to: "제주도에만 … 몇 개나 있어?" is not answered by
+#: a national total.
+_ONLY_PLACE_RE = re.compile(r"([가-힣]{2,6}?)(?:도|시|지역)?(?:에만|에서만|만의|지역만)")
+
 #: A compound ending like this names a body ("우주항공청", "국가뿌리산업진흥센터"), even when
 #: Kiwi splits it into common nouns.
 _BODY_RE = re.compile(r"[가-힣]{2,}(?:청|처|공사|공단|협회|위원회|재단|연구소|연구원|진흥원|센터|대학교)$")
@@ -273,7 +288,8 @@ def analyse(question: str) -> QuestionShape:
     if wh is not None and wh + 1 < len(toks) and toks[wh + 1].tag in ("NNG", "NNP"):
         asked = (toks[wh + 1].form,)
     subject = tuple(dict.fromkeys(  # names: NNP, hanja, Latin words with a capital ("vs" is not one)
-        [t.form for t in phrase
+        [m.group(1) for m in _ONLY_PLACE_RE.finditer(question)]
+        + [t.form for t in phrase
          if (t.tag == "NNP" and len(t.form) >= 2) or t.tag == "SH"
          or (t.tag == "SL" and len(t.form) >= 2 and not t.form.islower())]
         + [c for c in _compounds(question, phrase) if _BODY_RE.search(c)]))
