@@ -130,6 +130,18 @@ def names_answer_class(answer_class: str | None, cand: Candidate, question: str,
 # --------------------------------------------------------------------------- all checks
 
 
+#: A noun of the asked phrase written this rarely in the corpus names one thing (디팜스테크,
+#: 영광YKMC) even when Kiwi tags it as a common noun: the answer must name it too.
+MAX_RARE_OCCURRENCES = 3
+
+
+def _rare_nouns(shape: QuestionShape, occurrences) -> tuple[str, ...]:
+    if occurrences is None:
+        return ()
+    return tuple(f for f in shape.phrase if len(f) >= 4 and f not in shape.subject
+                 and 0 < occurrences(squash(f)) <= MAX_RARE_OCCURRENCES)
+
+
 @dataclass(frozen=True)
 class Support:
     """The result of every check for one candidate (see :data:`CHECKS`)."""
@@ -181,7 +193,7 @@ def support(shape: QuestionShape, terms: "QuestionTerms", cand: Candidate, quest
     return Support(
         numbers=numbers_found(shape.numbers, where) >= 1.0,
         type=type_matches(shape.pattern, cand),
-        subject=all(named(n) for n in shape.subject),
+        subject=all(named(n) for n in shape.subject + _rare_nouns(shape, occurrences)),
         qualifiers=all(re.search(QUALIFIERS[q][1], shown) for q in shape.qualifiers),
         predicate=all(p in cand.own_text for p in shape.predicate),
         answer_class=names_answer_class(shape.answer_class, cand, question, occurrences),

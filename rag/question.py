@@ -149,6 +149,8 @@ def number_phrases(question: str) -> list[NumberPhrase]:
     for m in _NUMBER_PHRASE_RE.finditer(question):
         num = m.group(1).replace(",", "")
         mag = m.group(2) or ""
+        if mag == "천" and question[m.end(2):m.end(2) + 1] in ("억", "만") and num.isdigit():
+            num, mag = str(int(num) * 1000), question[m.end(2)]  # "4천억" is written 4,000억
         unit = {"년도": "년", "퍼센트": "%"}.get(m.group(3) or "", m.group(3) or "")
         year = re.fullmatch(r"(?:19|20)\d\d", num) is not None and not mag
         if unit == "년" and not year:
@@ -175,7 +177,8 @@ QUALIFIERS: dict[str, tuple[str, str]] = {
     "최대": (r"최대|최고\s*한도|한도", r"최대|최고|한도|상한|까지|이내"),
     "최소": (r"최소", r"최소|이상|하한"),
     "평균": (r"평균(?!\s*(?:과|와|보다|이랑|하고|에\s*비해))", r"평균|CAGR"),
-    "per-unit": (r"(?<=[가-힣\d])당(?![가-힣])|한\s*(?:곳|개사|기업|회사|업체|명|사람)(?:당|에|이|마다)|하나(?:당|에|마다)|"
+    "per-unit": (r"(?:기업|업체|회사|곳|개사|社|명|인|사람|과제|건|가구|\d)당(?![가-힣])|"
+                 r"한\s*(?:곳|개사|기업|회사|업체|명|사람)(?:당|에|이|마다)|하나(?:당|에|마다)|"
                  r"하루에|하루\s*(?:당|에|이용)|시간당",
                  r"(?<=[가-힣\d)])당|/\s*(?:개사|社|사|곳|기업|명|인|과제|개|년|연|일|시간)\b|마다|per\b|하루|1일"),
     "연간": (r"연간|한\s*해에|매년", r"연간|년간|매년|/\s*(?:연|년)|연\s*\d|연평균"),
@@ -190,9 +193,14 @@ QUALIFIERS: dict[str, tuple[str, str]] = {
 _PLACE_Q_RE = re.compile(r"어느\s*(?:지역|도시|나라|국가|시도|권역)|어디\s*(?:에\s*)?(?:있|위치)|(?:지역|도시|나라|위치|소재지)[은는이가]?\s*어디")
 _ORG_Q_RE = re.compile(r"어느\s*(?:기업|회사|업체|기관|부처|대학|단체|협회|센터|방산업체)|"
                        r"(?:기업|회사|업체|기관|부처|대학|단체|협회|센터)[은는이가]?\s*(?:어디|어느\s*곳)")
-_PERSON_Q_RE = re.compile(r"누구|누가")
+_PERSON_Q_RE = re.compile(r"(?:사람|인물|장관|기자|회장|대표|위원장|담당자)\S*\s*(?:누구|누가)|누가")
+#: "누구한테 납품해?" may be answered by a company
+_WHO_RE = re.compile(r"누구")
 _COMPANY_Q_RE = re.compile(r"어느\s*(?:회사|업체|기업)(?!들)|(?:회사|업체)[은는이가]?\s*(?:어디|어느\s*곳)")
 _WHERE_IS_RE = re.compile(r"어디\s*(?:에\s*)?(?:있|위치)|위치[은는이가]?\s*어디")
+#: "…가능해?", "…필요해?": a yes/no question about what is allowed or needed, whose verb an
+#: answer rarely repeats.
+_MODAL_NOUNS = frozenset("가능 불가능 필요 불필요 충분 해당".split())
 #: A request, not a yes/no question: "…나열해줘", "…정리해 주세요".
 _REQUEST_RE = re.compile(r"(?:줘|주세요|줄래|주실래요|주라)\s*[.?!]*\s*$")
 _NAMES_Q_RE = re.compile(r"명단|어디\s*어디|누구\s*누구|(?:기업|회사|업체|대학|학교|기관|사람|업체)\S*\s*(?:이름|명칭)|"
@@ -270,7 +278,8 @@ def _topic_phrase(toks) -> list:
 
 def _answer_class(question: str) -> str | None:
     # "…센터는 어디에 있어?" asks where it is (place) before which body runs it (org)
-    return _first_label(question, ((_NAMES_Q_RE, "names"), (_PERSON_Q_RE, "person"), (_WHERE_IS_RE, "place"),
+    return _first_label(question, ((_NAMES_Q_RE, "names"), (_PERSON_Q_RE, "person"), (_WHO_RE, "names"),
+                                   (_WHERE_IS_RE, "place"),
                                    (_COMPANY_Q_RE, "company"), (_ORG_Q_RE, "org"), (_PLACE_Q_RE, "place")))
 
 
@@ -282,7 +291,9 @@ def analyse(question: str) -> QuestionShape:
     toks = get_kiwi().tokenize(question)
     wh = next((i for i, t in enumerate(toks) if t.form in _WH), None)
     phrase = _subject_phrase(toks, wh) if wh is not None else _topic_phrase(toks)
-    if wh is None and not phrase:  # a terse question ("ASML '22년 매출액?"): all of it
+    terse = not any(t.tag[:2] in ("VV", "VA", "VX", "VC") or t.tag in ("XSV", "XSA") for t in toks)
+    if wh is None and not phrase and (terse or _REQUEST_RE.search(question)):
+        # a terse question or a request ("ASML '22년 매출액?", "… 창구 전화번호 알려줘"): all its nouns
         phrase = [t for t in toks if t.tag in _NP_TAGS]
     asked = ()  # the noun right after 어느/몇/무슨/어떤: "어느 *도시*", "몇 *개월*"
     if wh is not None and wh + 1 < len(toks) and toks[wh + 1].tag in ("NNG", "NNP"):
@@ -298,7 +309,8 @@ def analyse(question: str) -> QuestionShape:
         for i in range(len(toks) - 1, 0, -1):
             t = toks[i]
             if t.tag in ("XSV", "XSA") and t.form in ("하", "되") and toks[i - 1].tag == "NNG":
-                predicate = (toks[i - 1].form,)
+                if toks[i - 1].form not in _MODAL_NOUNS:  # "신청 가능해?" asks whether one may
+                    predicate = (toks[i - 1].form,)
                 break
             if t.tag in ("NNG", "NNP", "VV", "VA", "VCP") and i < len(toks) - 1:
                 break
