@@ -111,7 +111,7 @@ RANK_WEIGHT = 0.08
 #: for 언제), and the malus for one that is not.
 TYPE_BONUS = 0.12
 #: A candidate within this share of the best score is shown too (1-3 lines in all).
-NEAR_TIE = 0.85
+NEAR_TIE = 0.8
 #: A further candidate joins the answer when it covers this share of the question's
 #: weight that the lines already chosen do not (multi-part questions).
 PART_GAIN = 0.15
@@ -150,7 +150,9 @@ def score_candidates(terms: QuestionTerms, passages: Sequence[Passage], cands_by
             if c.kind == "heading" or c.display.endswith(":"):
                 s -= 0.05
             out.append(Scored(c, pi, s, own, ctx))
-    out.sort(key=lambda x: (-x.score, x.passage_index, x.cand.start))
+    # ties: the earlier passage, the earlier line, then the longer one (a slide's label
+    # read with its value rather than the label alone)
+    out.sort(key=lambda x: (-x.score, x.passage_index, x.cand.start, x.cand.start - x.cand.end))
     return out
 
 

@@ -32,10 +32,11 @@ def type_matches(pattern: str | None, cand: Candidate) -> bool:
     if pattern == PERCENT:  # a share, not a change in points (%p)
         if cand.kind != "row":
             return bool(re.search(r"\d\s*%(?!\s*p)", cand.display))
-        # a row: a value with %, or values under a (%) label or column ("비중(%) | …: 17.8");
+        # a row: a value with %, a "증감 %: △36.7" column, or values under a (%) label
+        # ("비중(%) | …: 17.8");
         # not a % in the row's label alone ("점유율 50% 이상 | 일본: 283개")
         label, _, values = cand.display.partition(" | ")
-        return bool(re.search(r"\d\s*%(?!\s*p)", values)) or (
+        return bool(re.search(r"\d\s*%(?!\s*p)|%\s*:\s*[△▲+\-]?\s*\d", values)) or (
             "(%" in cand.display or "%)" in cand.display) and re.search(r"\d", values) is not None
     return re.search(pattern, cand.display, re.S) is not None
 

@@ -108,6 +108,8 @@ def expected_pattern(question: str, kind: str) -> str | None:
             return _QUANTITY  # "지수는 몇이야?", "펀드 조성 규모?"
         return None
     if kind == "date":
+        if "며칠" in question:  # a day, not a year: "며칠에 발표됐어?" → "3월 28일"
+            return r"\d+\s*일(?![자간])|\d{1,2}\s*[./]\s*\d{1,2}(?!\d)(?!\s*[년분])"
         return DATE_RE
     return None
 
@@ -188,6 +190,8 @@ QUALIFIERS: dict[str, tuple[str, str]] = {
     "이전": (r"(?:늘리|올리|바꾸|바뀌|확대하|개편하|변경하|인상하|줄이|낮추)기\s*전|이전에는|변경\s*전",
            r"→|기존|종전|현행|당초|이전|에서\s*[\d,.]+"),
     "지금까지": (r"지금까지|현재까지|이제까지|여태", r"現|현재|지금까지|누적|실적|기준|완료|달성"),
+    # how to take part: a line about the programme that says nothing of applying does not answer
+    "신청": (r"신청|접수", r"신청|접수|공고|모집|참여|원서"),
 }
 
 _PLACE_Q_RE = re.compile(r"어느\s*(?:지역|도시|나라|국가|시도|권역)|어디\s*(?:에\s*)?(?:있|위치)|(?:지역|도시|나라|위치|소재지)[은는이가]?\s*어디")
@@ -233,6 +237,8 @@ PLACES = (
 #: A place the question restricts itself to: "제주도에만 … 몇 개나 있어?" is not answered by
 #: a national total.
 _ONLY_PLACE_RE = re.compile(r"([가-힣]{2,6}?)(?:도|시|지역)?(?:에만|에서만|만의|지역만)")
+#: …and a trade partner: "대만으로 … 수출했어?" is not answered by the exports to all countries.
+_PARTNER_RE = re.compile(rf"({PLACES})(?:으로|로|에|에서|와의|과의)\s+(?:\S+\s+){{0,5}}?\S*(?:수출|수입|교역)")
 
 #: A compound ending like this names a body ("우주항공청", "국가뿌리산업진흥센터"), even when
 #: Kiwi splits it into common nouns.
@@ -300,6 +306,7 @@ def analyse(question: str) -> QuestionShape:
         asked = (toks[wh + 1].form,)
     subject = tuple(dict.fromkeys(  # names: NNP, hanja, Latin words with a capital ("vs" is not one)
         [m.group(1) for m in _ONLY_PLACE_RE.finditer(question)]
+        + [m.group(1) for m in _PARTNER_RE.finditer(question)]
         + [t.form for t in phrase
          if (t.tag == "NNP" and len(t.form) >= 2) or t.tag == "SH"
          or (t.tag == "SL" and len(t.form) >= 2 and not t.form.islower())]
