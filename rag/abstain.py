@@ -86,7 +86,7 @@ def compute_signals(terms: "QuestionTerms", shape: "QuestionShape", scored: Sequ
     """
     from .candidates import squash
     from .evidence import numbers_found
-    from .terms import candidate_hits, weight_of
+    from .terms import candidate_hits, phrase_terms, weight_of
 
     first = candidate_hits(terms, lines[0]) if lines else set()
     covered: set[str] = set(first)
@@ -106,19 +106,14 @@ def compute_signals(terms: "QuestionTerms", shape: "QuestionShape", scored: Sequ
         return 1.0 if any(getattr(s, name) for s in chosen) else 0.0
 
     shape_checks = ("subject", "qualifiers", "predicate", "answer_class")
-    keys = [squash(f) for f in shape.phrase]
-    topic = {t: w for t, w in terms.weights.items()
-             if t not in terms.oov and not t[:1].isdigit() and any(t in k for k in keys)}
-    topic_total = sum(topic.values())
-    subject_coverage = sum(w for t, w in topic.items() if t in first) / topic_total if topic_total > 0 else 1.0
-    asked = {t: w for t, w in terms.weights.items() if any(t in k for k in keys + [squash(f) for f in shape.asked])}
+    asked = phrase_terms(terms, shape.phrase + shape.asked, known_only=False)
     asked_total = sum(asked.values())
     asked_unknown = sum(w for t, w in asked.items() if t in terms.oov and _is_noun(t))
     return {
         "coverage": round(weight_of(terms, first), 6),
         "answer_coverage": round(weight_of(terms, covered), 6),
         "best_coverage": round(best_cov, 6),
-        "subject_coverage": round(subject_coverage, 6),
+        "subject_coverage": round(supports[0].topic, 6) if supports else 0.0,
         "numbers": round(numbers_found(shape.numbers, "|".join(texts)), 6),
         "first_numbers": round(numbers_found(shape.numbers, "|".join(texts if multipart else texts[:1])), 6),
         "known_nouns": round(1.0 - unknown, 6),

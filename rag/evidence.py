@@ -96,8 +96,8 @@ def _new_names(pattern: re.Pattern, text: str, question: str, occurrences=None) 
     q = squash(question)
     out = []
     for m in pattern.finditer(text):
-        named = {k: v for k, v in m.groupdict().items() if v}
-        name = squash(next(iter(named.values())) if named else m.group(0))
+        groups = [v for v in m.groupdict().values() if v]  # a person's name without the title
+        name = squash(groups[0] if groups else m.group(0))
         if len(name) < 2 or name in q or any(w in q for w in re.findall(r"[가-힣]{2,}", name) if len(w) == len(name)):
             continue
         if occurrences is not None and occurrences(name) > MAX_NAME_OCCURRENCES:
@@ -176,7 +176,7 @@ def support(shape: QuestionShape, terms: "QuestionTerms", cand: Candidate, quest
         doc_context: the candidate's document title (squashed or not).
         occurrences: counts a squashed string in the corpus (names must be rare).
     """
-    from .terms import candidate_hits
+    from .terms import candidate_hits, phrase_terms
 
     where = cand.own_text + "|" + cand.context_text + "|" + squash(doc_context)
     found = candidate_hits(terms, cand)
@@ -186,9 +186,7 @@ def support(shape: QuestionShape, terms: "QuestionTerms", cand: Candidate, quest
         words = [t for t in terms.weights if t in key]
         return (bool(words) and all(t in found for t in words)) or key in where
 
-    keys = [squash(f) for f in shape.phrase]
-    phrase = {t: w for t, w in terms.weights.items()
-              if t not in terms.oov and not t[:1].isdigit() and any(t in k for k in keys)}
+    phrase = phrase_terms(terms, shape.phrase)
     total = sum(phrase.values())
     shown = cand.display + " " + cand.context_text
     return Support(

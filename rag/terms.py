@@ -187,6 +187,15 @@ def coverage(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> fl
     return weight_of(terms, hits(terms, tokens, text))
 
 
+def phrase_terms(terms: QuestionTerms, forms: Iterable[str], known_only: bool = True) -> dict[str, float]:
+    """The question's (non-numeric) terms that belong to the given surface forms of it
+    ("주조 업종" → 주조, 업종), with their weights; ``known_only`` leaves out the words the
+    corpus never uses."""
+    keys = [squash(f) for f in forms]
+    return {t: w for t, w in terms.weights.items()
+            if not t[:1].isdigit() and (not known_only or t not in terms.oov) and any(t in k for k in keys)}
+
+
 def candidate_hits(terms: QuestionTerms, c: "Candidate", with_context: bool = True) -> set[str]:
     own = hits(terms, c.own, c.own_text)
     if not with_context:
