@@ -372,8 +372,13 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
     contexts = [doc_context(retriever, p.doc_id) for p in passages]
     idf = idf_table(retriever)
 
+    supports: dict[tuple[str, int, int], Support] = {}  # the answer's lines are mostly among the head
+
     def support_of(c: Candidate, pi: int) -> Support:
-        return support(shape, terms, c, question, contexts[pi], idf.occurrences)
+        key = (c.chunk_id, c.start, c.end)
+        if key not in supports:
+            supports[key] = support(shape, terms, c, question, contexts[pi], idf.occurrences)
+        return supports[key]
 
     scored = score_candidates(terms, passages, cands, shape.kind, question)
     head = scored[:SUPPORT_DEPTH]

@@ -35,7 +35,7 @@ def type_matches(pattern: str | None, cand: Candidate) -> bool:
         # a row: a value with %, a "증감 %: △36.7" column, or values under a (%) label
         # ("비중(%) | …: 17.8");
         # not a % in the row's label alone ("점유율 50% 이상 | 일본: 283개")
-        label, _, values = cand.display.partition(" | ")
+        values = cand.display.partition(" | ")[2]
         return bool(re.search(r"\d\s*%(?!\s*p)|%\s*:\s*[△▲+\-]?\s*\d", values)) or (
             "(%" in cand.display or "%)" in cand.display) and re.search(r"\d", values) is not None
     return re.search(pattern, cand.display, re.S) is not None
@@ -66,15 +66,15 @@ def numbers_found(phrases: Sequence[NumberPhrase], text: str) -> float:
 _PLACE_RE = re.compile(rf"(?:{PLACES})|[美中日獨英佛伊蘭印]")
 #: Named sites: "광주첨단산단", "다산주물단지" (rare in the corpus, unlike 특화단지).
 _SITE_RE = re.compile(r"[가-힣]{2,8}(?:산단|산업단지|단지|테크노파크|밸리|캠퍼스)")
+#: How a firm's name is marked: ㈜디팜스테크, (주)무담, 코텍社, TSMC.
+_FIRM_MARKS = r"㈜\s*[가-힣A-Za-z]+|\(주\)\s*[가-힣A-Za-z]+|(?<![\d개])[가-힣A-Za-z]{2,}社|[A-Z][A-Za-z&]+"
 _ORG_RE = re.compile(
-    r"㈜\s*[가-힣A-Za-z]+|\(주\)\s*[가-힣A-Za-z]+|(?<![\d개])[가-힣A-Za-z]{2,}社|[A-Z][A-Za-z&]+|"
-    r"[가-힣]{2,}(?:연구원|진흥원|진흥회|센터|대학교|대학|공단|공사|협회|조합|재단|연구소|위원회|평가원|"
-    r"기술원|공업|전자|화학|중공업|테크|텍|디펜스|테크노파크)|[가-힣]{2,4}대(?=[·,\s)])"
+    _FIRM_MARKS + r"|[가-힣]{2,}(?:연구원|진흥원|진흥회|센터|대학교|대학|공단|공사|협회|조합|재단|연구소|위원회|"
+    r"평가원|기술원|공업|전자|화학|중공업|테크|텍|디펜스|테크노파크)|[가-힣]{2,4}대(?=[·,\s)])"
 )
 #: A company: ㈜디팜스테크, 코텍社, TSMC, 한화디펜스 — not a committee or an association.
 _COMPANY_RE = re.compile(
-    r"㈜\s*[가-힣A-Za-z]+|\(주\)\s*[가-힣A-Za-z]+|(?<![\d개])[가-힣A-Za-z]{2,}社|[A-Z][A-Za-z&]+|"
-    r"[가-힣]{2,}(?:공업|전자|화학|중공업|테크|텍|디펜스|스틸|제철|모터스|건설|물산|정밀)"
+    _FIRM_MARKS + r"|[가-힣]{2,}(?:공업|전자|화학|중공업|테크|텍|디펜스|스틸|제철|모터스|건설|물산|정밀)"
 )
 #: Ministries and agencies are named often, so they are names even when frequent.
 _MINISTRY_RE = re.compile(
@@ -98,7 +98,7 @@ def _new_names(pattern: re.Pattern, text: str, question: str, occurrences=None) 
     for m in pattern.finditer(text):
         groups = [v for v in m.groupdict().values() if v]  # a person's name without the title
         name = squash(groups[0] if groups else m.group(0))
-        if len(name) < 2 or name in q or any(w in q for w in re.findall(r"[가-힣]{2,}", name) if len(w) == len(name)):
+        if len(name) < 2 or name in q:
             continue
         if occurrences is not None and occurrences(name) > MAX_NAME_OCCURRENCES:
             continue
@@ -115,17 +115,21 @@ def names_answer_class(answer_class: str | None, cand: Candidate, question: str,
     text = re.sub(r"\([A-Z]{2,6}\)", "", cand.display)  # "조기경보시스템(EWS)": an abbreviation, not a name
     if answer_class in ("place", "org") and re.search(r"https?://|www\.", text):  # "어디에서 신청해?"
         return True
-    place = bool(_new_names(_PLACE_RE, text, question)) or bool(_new_names(_SITE_RE, text, question, occurrences))
-    org = bool(_new_names(_ORG_RE, text, question, occurrences)) or bool(_new_names(_MINISTRY_RE, text, question))
+    def place() -> bool:
+        return bool(_new_names(_PLACE_RE, text, question) or _new_names(_SITE_RE, text, question, occurrences))
+
+    def org() -> bool:
+        return bool(_new_names(_ORG_RE, text, question, occurrences) or _new_names(_MINISTRY_RE, text, question))
+
     if answer_class == "place":
-        return place
+        return place()
     if answer_class == "company":
         return bool(_new_names(_COMPANY_RE, text, question, occurrences))
     if answer_class == "org":
-        return org
+        return org()
     if answer_class == "person":
         return bool(_new_names(_PERSON_RE, text, question))
-    return place or org  # names
+    return place() or org()  # names
 
 
 # --------------------------------------------------------------------------- all checks

@@ -194,7 +194,8 @@ QUALIFIERS: dict[str, tuple[str, str]] = {
     "신청": (r"신청|접수", r"신청|접수|공고|모집|참여|원서"),
 }
 
-_PLACE_Q_RE = re.compile(r"어느\s*(?:지역|도시|나라|국가|시도|권역)|어디\s*(?:에\s*)?(?:있|위치)|(?:지역|도시|나라|위치|소재지)[은는이가]?\s*어디")
+#: (where something *is* is caught first by _WHERE_IS_RE)
+_PLACE_Q_RE = re.compile(r"어느\s*(?:지역|도시|나라|국가|시도|권역)|(?:지역|도시|나라|소재지)[은는이가]?\s*어디")
 _ORG_Q_RE = re.compile(r"어느\s*(?:기업|회사|업체|기관|부처|대학|단체|협회|센터|방산업체)|"
                        r"(?:기업|회사|업체|기관|부처|대학|단체|협회|센터)[은는이가]?\s*(?:어디|어느\s*곳)")
 _PERSON_Q_RE = re.compile(r"(?:사람|인물|장관|기자|회장|대표|위원장|담당자)\S*\s*(?:누구|누가)|누가")
@@ -207,7 +208,7 @@ _WHERE_IS_RE = re.compile(r"어디\s*(?:에\s*)?(?:있|위치)|위치[은는이�
 _MODAL_NOUNS = frozenset("가능 불가능 필요 불필요 충분 해당".split())
 #: A request, not a yes/no question: "…나열해줘", "…정리해 주세요".
 _REQUEST_RE = re.compile(r"(?:줘|주세요|줄래|주실래요|주라)\s*[.?!]*\s*$")
-_NAMES_Q_RE = re.compile(r"명단|어디\s*어디|누구\s*누구|(?:기업|회사|업체|대학|학교|기관|사람|업체)\S*\s*(?:이름|명칭)|"
+_NAMES_Q_RE = re.compile(r"명단|어디\s*어디|누구\s*누구|(?:기업|회사|업체|대학|학교|기관|사람)\S*\s*(?:이름|명칭)|"
                          r"어떤\s*(?:기업|회사|업체|대학|학교|기관)들")
 
 
@@ -295,10 +296,11 @@ def analyse(question: str) -> QuestionShape:
     from .korean import get_kiwi
 
     toks = get_kiwi().tokenize(question)
+    request = _REQUEST_RE.search(question) is not None
     wh = next((i for i, t in enumerate(toks) if t.form in _WH), None)
     phrase = _subject_phrase(toks, wh) if wh is not None else _topic_phrase(toks)
     terse = not any(t.tag[:2] in ("VV", "VA", "VX", "VC") or t.tag in ("XSV", "XSA") for t in toks)
-    if wh is None and not phrase and (terse or _REQUEST_RE.search(question)):
+    if wh is None and not phrase and (terse or request):
         # a terse question or a request ("ASML '22년 매출액?", "… 창구 전화번호 알려줘"): all its nouns
         phrase = [t for t in toks if t.tag in _NP_TAGS]
     asked = ()  # the noun right after 어느/몇/무슨/어떤: "어느 *도시*", "몇 *개월*"
@@ -312,7 +314,7 @@ def analyse(question: str) -> QuestionShape:
          or (t.tag == "SL" and len(t.form) >= 2 and not t.form.islower())]
         + [c for c in _compounds(question, phrase) if _BODY_RE.search(c)]))
     predicate: tuple[str, ...] = ()
-    if wh is None and not _REQUEST_RE.search(question):  # a yes/no question: "…통과했어?", "…확정됐어?"
+    if wh is None and not request:  # a yes/no question: "…통과했어?", "…확정됐어?"
         for i in range(len(toks) - 1, 0, -1):
             t = toks[i]
             if t.tag in ("XSV", "XSA") and t.form in ("하", "되") and toks[i - 1].tag == "NNG":

@@ -67,6 +67,7 @@ class _IdfTable:
         self._corpus: str | None = None
         self._idf: dict[str, float] = {}
         self._max: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
         self.n = max(int(sparse.size), 1)
 
     def _fill(self, tok: str) -> None:
@@ -92,10 +93,16 @@ class _IdfTable:
         return self.occurrences(tok) > 0
 
     def occurrences(self, text: str) -> int:
-        """How often ``text`` (squashed) is written in the documents (whitespace removed)."""
-        if self._corpus is None:
-            self._corpus = "\n".join(squash(t) for t in self._doc_texts.values())
-        return self._corpus.count(text.lower())
+        """How often ``text`` (squashed) is written in the documents (whitespace removed);
+        remembered, since every candidate line asks about the same few names."""
+        key = text.lower()
+        if key not in self._counts:
+            if len(self._counts) > 100_000:  # a long-running server: forget, do not grow
+                self._counts.clear()
+            if self._corpus is None:
+                self._corpus = "\n".join(squash(t) for t in self._doc_texts.values())
+            self._counts[key] = self._corpus.count(key)
+        return self._counts[key]
 
     def df_zero(self, tok: str) -> bool:
         return self.max_score(tok) <= 0.0
