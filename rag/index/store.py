@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ..chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
-from ..config import Settings
+from ..config import DEFAULT_EMBED_BATCH, Settings
 from ..corpus import Document, corpus_fingerprint, load_corpus
 from ..types import Chunk
 from .dense import DenseIndex
@@ -288,7 +288,7 @@ def chunk_corpus(docs: list[Document], cfg: ChunkingConfig, count_tokens: Callab
 
 
 def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, progress: Progress | None = None,
-                    reuse: dict[str, np.ndarray] | None = None) -> LoadedIndex:
+                    reuse: dict[str, np.ndarray] | None = None, batch_size: int = DEFAULT_EMBED_BATCH) -> LoadedIndex:
     """Chunk, analyse, embed and index ``docs`` without touching disk (``path`` is None).
 
     ``reuse`` maps :func:`text_key` → vector; chunks found there are not embedded again.
@@ -313,7 +313,7 @@ def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, p
             vectors[i] = reuse[k]
     report("embed", len(chunks) - len(todo), len(chunks))
     if todo:
-        vectors[todo] = embedder.encode_passages([chunks[i].index_text for i in todo],
+        vectors[todo] = embedder.encode_passages([chunks[i].index_text for i in todo], batch_size=batch_size,
                                                  progress=lambda n: report("embed", n, len(chunks)))
     manifest = {
         "format": INDEX_FORMAT,
@@ -349,7 +349,8 @@ def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pro
         embedder = embedder or Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
         analyzer = analyzer or get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
         built = build_in_memory(docs, spec, embedder, analyzer, progress,
-                                reuse=previous_vectors(index_dir, embedder.model_id, spec.use_prefixes))
+                                reuse=previous_vectors(index_dir, embedder.model_id, spec.use_prefixes),
+                                batch_size=settings.embed_batch)
         builds = index_dir / "builds"
         builds.mkdir(parents=True, exist_ok=True)
         build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
