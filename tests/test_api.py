@@ -1,7 +1,7 @@
 """End-to-end tests of the HTTP API against real uvicorn servers on loopback.
 
-Two servers start once for the module, in parallel, on the real corpus and the project's
-index (built first if missing, which takes about a minute): one open, one with
+Two servers start once for the module, in parallel, on the real corpus and the session's
+index (tests/conftest.py): one open, one with
 ``RAG_API_KEY`` (and a CORS origin) set. Everything else goes over HTTP with httpx.
 A few pure tests cover :func:`rag.conversation.resolve_followup`, and one in-process test
 drives a failing retriever to see the error paths (500 JSON, ``event: error``).
@@ -80,7 +80,7 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory):
+def servers(tmp_path_factory, project_index):
     log_dir = tmp_path_factory.mktemp("api-logs")
     opened = Server("open", log_dir, {})
     keyed = Server("keyed", log_dir, {"RAG_API_KEY": API_KEY, "RAG_CORS_ORIGINS": CORS_ORIGIN})

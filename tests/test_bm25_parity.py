@@ -21,6 +21,22 @@ QUESTIONS = [
 ]
 
 
+def assert_same_ranking(got: np.ndarray, expected: np.ndarray, top: int, tie: float) -> None:
+    """The reference's top ``top`` come out in the same order, except within near-ties:
+    bm25s scores in float32, the reference in float64, so scores closer than ``tie``
+    may swap. The top ``top`` as a set must agree beyond ties too."""
+    ref = np.argsort(-expected, kind="stable")[:top]
+    for i, a in enumerate(ref):
+        for b in ref[i + 1:]:
+            if expected[a] - expected[b] > tie:
+                assert got[a] > got[b], (a, b, expected[a], expected[b], got[a], got[b])
+    cut = expected[ref[-1]]
+    clear_in = {int(i) for i in ref if expected[i] > cut + tie}
+    clear_out = {int(i) for i in np.flatnonzero(expected < cut - tie)}
+    ours = set(int(i) for i in np.argsort(-got, kind="stable")[:top])
+    assert clear_in <= ours and not (clear_out & ours)
+
+
 @pytest.fixture(scope="module")
 def tokens(corpus):
     analyzer = get_analyzer()
@@ -43,7 +59,7 @@ def test_scores_match_bm25okapi(tokens):
         expected = ref.get_scores(q_tokens)
         got = ours.scores(q_tokens) * (1.5 + 1)
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
-        assert list(np.argsort(-got, kind="stable")[:10]) == list(np.argsort(-expected, kind="stable")[:10])
+        assert_same_ranking(got, expected, top=10, tie=1e-3)
 
 
 def test_production_variant_ranks_like_the_reference(tokens):

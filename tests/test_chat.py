@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
-import sys
-from pathlib import Path
 
+import pexpect  # a test dependency: missing, the suite fails here rather than skipping
 import pytest
 
-pexpect = pytest.importorskip("pexpect")
+from conftest import RAG, ROOT
 
 PROMPT = "질문> "
 TIMEOUT = 180  # the first answer loads Kiwi and the query encoder; the machine may be busy
 
 
-def _rag() -> str:
-    exe = Path(sys.executable).parent / "rag"
-    found = str(exe) if exe.exists() else shutil.which("rag")
-    if not found:
-        pytest.skip("the rag entry point is not installed")
-    return found
-
-
 def _spawn():
     env = {**os.environ, "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "160", "PYTHONUNBUFFERED": "1"}
     # codec_errors: readline may redraw a long line cut mid-character on a dumb terminal
-    child = pexpect.spawn(_rag(), ["chat"], encoding="utf-8", codec_errors="replace", timeout=TIMEOUT,
-                          dimensions=(50, 160), env=env)
+    child = pexpect.spawn(RAG[0], RAG[1:] + ["chat"], encoding="utf-8", codec_errors="replace", timeout=TIMEOUT,
+                          dimensions=(50, 160), env=env, cwd=str(ROOT))
     child.expect_exact(PROMPT)
     return child
 
@@ -40,7 +30,7 @@ def _ask(child, line: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def session():
+def session(project_index):
     child = _spawn()
     yield child
     if child.isalive():
@@ -77,14 +67,18 @@ def test_bad_input_gets_a_message_and_the_session_continues(session):
     assert "19개사" in out and "[1]" in out
 
 
-def test_quit_exits_zero(session):
-    session.sendline("/quit")
-    session.expect(pexpect.EOF)
-    session.close()
-    assert session.exitstatus == 0
+def test_quit_exits_zero(project_index):
+    child = _spawn()
+    out = _ask(child, "/help")
+    assert "/quit" in out
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    assert "Traceback" not in (child.before or "")
 
 
-def test_ctrl_d_exits_cleanly():
+def test_ctrl_d_exits_cleanly(project_index):
     child = _spawn()
     child.sendeof()
     child.expect(pexpect.EOF)

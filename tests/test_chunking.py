@@ -23,8 +23,14 @@ def all_chunks(corpus, counter):
 def test_text_is_the_exact_document_span(corpus, all_chunks):
     for doc_id, chunks in all_chunks.items():
         for c in chunks:
-            assert c.text == corpus[doc_id].text[c.start:c.end]
-            assert c.text.strip() and not c.text[0].isspace() or c.text.lstrip(" ")[:1] not in "\n"
+            doc = corpus[doc_id].text
+            assert c.text == doc[c.start:c.end]
+            # whole lines: from a line's start (its indentation or an empty first cell kept)
+            # to a line's end, the first and last lines not blank
+            assert c.start == 0 or doc[c.start - 1] == "\n", c.chunk_id
+            assert c.end == len(doc) or doc[c.end] == "\n", c.chunk_id
+            lines = c.text.split("\n")
+            assert lines[0].strip() and lines[-1].strip(), c.chunk_id
 
 
 def test_every_chunk_lies_inside_its_section(corpus, all_chunks):

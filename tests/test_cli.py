@@ -1,22 +1,24 @@
-"""The `rag` entry point end to end: real process, real (small) corpus and index."""
+"""The `rag` entry point end to end: real process, real (small) corpus and index.
+
+Each test owns its state: the tests that need no index get an empty index folder of their
+own; the others share one small index built by the module fixture, and a test that edits
+the corpus works on its own copy of the corpus and of that index.
+"""
 
 import json
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import make_small_corpus
+from conftest import make_small_corpus, run_rag
 
-RAG = [sys.executable, "-m", "rag.cli"]
 Q = "대구기계부품연구원은 어떤 클러스터를 조성하고 있어?"
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cli")
+def small_env(base: Path) -> dict[str, str]:
+    """Environment for a two-document corpus copy and an index folder under ``base``."""
     e = dict(os.environ)
     e["RAG_CORPUS_DIR"] = str(make_small_corpus(base / "corpus"))
     e["RAG_INDEX_DIR"] = str(base / "index")
@@ -25,36 +27,54 @@ def env(tmp_path_factory):
 
 
 def run(env, *args, stdin=None):
-    return subprocess.run(RAG + list(args), env=env, capture_output=True, input=stdin, timeout=600,
-                          cwd=Path(__file__).resolve().parent.parent)
+    return run_rag(*args, env=env, stdin=stdin)
 
 
-def test_status_before_build_says_missing(env):
-    r = run(env, "index", "status", "--json")
+@pytest.fixture()
+def fresh_env(tmp_path):
+    """A corpus copy with no index built yet."""
+    return small_env(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A corpus copy with its index built by ``rag index build``; the build's result too."""
+    env = small_env(tmp_path_factory.mktemp("cli"))
+    return env, run(env, "index", "build")
+
+
+@pytest.fixture(scope="module")
+def env(built):
+    return built[0]
+
+
+def test_status_before_build_says_missing(fresh_env):
+    r = run(fresh_env, "index", "status", "--json")
     assert r.returncode == 1
     status = json.loads(r.stdout)
     assert status["built"] is False and "no index" in status["reasons"][0]
 
 
-def test_bad_input_fails_fast_and_writes_nothing(env):
-    index_dir = Path(env["RAG_INDEX_DIR"])
+def test_bad_input_fails_fast_and_writes_nothing(fresh_env):
+    index_dir = Path(fresh_env["RAG_INDEX_DIR"])
     cases = [
         ("search", ""), ("search", "   "), ("ask", " \n\t"), ("search", "가" * 33_000),
         ("search", Q, "--mode", "fuzzy"), ("search", Q, "-k", "0"), ("ask", Q, "-k", "1000"),
     ]
     for args in cases:
-        r = run(env, *args)
+        r = run(fresh_env, *args)
         assert r.returncode == 2, args
         lines = r.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
         assert r.stdout == b""
     assert not (index_dir / "current").exists()
-    r = run(env, "search", "--batch", "x.jsonl")  # batch output is JSON lines only
+    r = run(fresh_env, "search", "--batch", "x.jsonl")  # batch output is JSON lines only
     assert r.returncode == 2 and b"--json" in r.stderr
+    assert not index_dir.exists() or not any(index_dir.iterdir())
 
 
-def test_build_shows_progress_then_status_is_fresh(env):
-    r = run(env, "index", "build")
+def test_build_shows_progress_then_status_is_fresh(built):
+    env, r = built
     assert r.returncode == 0, r.stderr.decode()
     err = r.stderr.decode()
     assert "임베딩" in err and "built" in err
@@ -122,25 +142,46 @@ def test_ask_json_and_batch(env, tmp_path):
     r = run(env, "ask", Q, "--json")
     assert r.returncode == 0, r.stderr.decode()
     out = json.loads(r.stdout)
-    assert {"id", "question", "answer", "answerable", "citations"} <= set(out)
+    assert {"id", "question", "answer", "answerable", "reason", "citations", "related"} <= set(out)
+    assert out["answerable"] is True and out["reason"] == ""
+    assert "스마트 금형산업 고도화 클러스터" in out["answer"] and "[1]" in out["answer"]
+    docs = {p.name[:3]: p.read_text(encoding="utf-8") for p in Path(env["RAG_CORPUS_DIR"]).glob("*.txt")}
+    for c in out["citations"]:  # every citation is the document's own text at its offsets
+        assert docs[c["doc_id"]][c["start"]:c["end"]] == c["text"]
+        assert docs[c["doc_id"]][c["quote_start"]:c["quote_end"]] == c["quote"]
+    assert "스마트 금형산업 고도화 클러스터" in out["citations"][0]["quote"]
     batch = tmp_path / "ask.jsonl"
     batch.write_text(json.dumps({"id": "x1", "question": Q}, ensure_ascii=False) + "\n", encoding="utf-8")
     rows = [json.loads(x) for x in run(env, "ask", "--batch", str(batch), "--json").stdout.decode().splitlines()]
-    assert rows[0]["id"] == "x1" and isinstance(rows[0]["answerable"], bool)
+    assert len(rows) == 1 and rows[0]["id"] == "x1"
+    assert (rows[0]["answer"], rows[0]["citations"]) == (out["answer"], out["citations"])  # same as one by one
 
 
 def test_human_output_is_a_table_with_korean_intact(env):
     r = run(env, "search", Q, "-k", "2")
     assert r.returncode == 0
     text = r.stdout.decode()
-    assert "대구" in text and "문서" in text
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    # the first row holds rank 1, the document's offsets and the passage's own words
+    assert rows and rows[0].split("│")[1].strip() == "1"
+    assert "002 [" in text and "대구기계부품연구원(DMI)은" in text
+    assert any(line.split("│")[1].strip() == "2" for line in rows)
 
 
 def test_stale_index_is_rebuilt_with_a_notice(env, tmp_path):
-    corpus = Path(env["RAG_CORPUS_DIR"])
-    doc = next(corpus.glob("003_*.txt"))
-    doc.write_text(doc.read_text(encoding="utf-8") + "\n추가 문단: 뿌리산업 테스트 문장.\n", encoding="utf-8")
-    r = run(env, "search", Q, "--json")
-    assert r.returncode == 0
+    own = dict(env)  # its own copy of the corpus and of the built index: the edit stays here
+    shutil.copytree(env["RAG_CORPUS_DIR"], tmp_path / "corpus")
+    shutil.copytree(env["RAG_INDEX_DIR"], tmp_path / "index", symlinks=True)
+    own["RAG_CORPUS_DIR"], own["RAG_INDEX_DIR"] = str(tmp_path / "corpus"), str(tmp_path / "index")
+    doc = next((tmp_path / "corpus").glob("003_*.txt"))
+    text = doc.read_text(encoding="utf-8")
+    cut = text.index("\n\n") + 2  # after the headline: the end of a news page is web furniture, never indexed
+    doc.write_text(text[:cut] + "추가 문단: 뿌리산업 테스트 문장.\n\n" + text[cut:], encoding="utf-8")
+    r = run(own, "search", "추가 문단 뿌리산업 테스트 문장", "--json", "--mode", "bm25")
+    assert r.returncode == 0, r.stderr.decode()
     assert "stale" in r.stderr.decode() and "document 003 changed" in r.stderr.decode()
-    json.loads(r.stdout)  # stdout stays clean JSON
+    out = json.loads(r.stdout)  # stdout stays clean JSON
+    assert "추가 문단: 뿌리산업 테스트 문장." in out["passages"][0]["text"]  # the rebuilt index has it
+    status = json.loads(run(own, "index", "status", "--json").stdout)
+    assert status["built"] and not status["stale"]
+    assert json.loads(run(env, "index", "status", "--json").stdout)["stale"] is False  # the shared one untouched

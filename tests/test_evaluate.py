@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from conftest import RAG
 from rag import evaluate as ev
 from rag.evalset import DEFAULT_QA_PATH, QAItem, load_qa
 
@@ -243,13 +242,9 @@ def test_render_markdown_has_tables(fake_run):
 
 
 @pytest.fixture(scope="module")
-def real():
-    """The real retriever over the project index (built when missing or stale) and the set."""
-    from rag.config import Settings
-    from rag.retrieve import Retriever
-
-    settings = Settings()
-    return settings, Retriever.open(settings), load_qa(DEFAULT_QA_PATH)
+def real(settings, retriever):
+    """The real retriever over the session's index and the curated set."""
+    return settings, retriever, load_qa(DEFAULT_QA_PATH)
 
 
 def test_ablation_machinery_builds_variants_in_memory(real, tmp_path):
@@ -280,18 +275,17 @@ def test_ablation_machinery_builds_variants_in_memory(real, tmp_path):
     assert (tmp_path / "c.npz").exists()  # the embeddings were cached for the next run
 
 
-def test_cli_end_to_end_on_a_small_set(tmp_path):
+def test_cli_end_to_end_on_a_small_set(tmp_path, project_index):
     """The real entry point on a five-question file: JSON on stdout, nothing written to the repo."""
     items = load_qa(DEFAULT_QA_PATH)
     pick = [i for i in items if i.type == "table"][:2] + [i for i in items if i.type == "multi_doc"][:2] \
         + [i for i in items if i.type == "unanswerable"][:1]
     small = tmp_path / "small.jsonl"
     small.write_text("".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in pick), encoding="utf-8")
-    rag = shutil.which("rag") or str(Path(sys.executable).with_name("rag"))
     report = ROOT / "evaluation" / "report.md"
     before = report.stat().st_mtime_ns if report.exists() else None
-    proc = subprocess.run([rag, "eval", "--set", str(small), "--json", "--no-ablations", "--no-report",
-                           "--mode", "bm25,hybrid"], capture_output=True, text=True, timeout=600,
+    proc = subprocess.run([*RAG, "eval", "--set", str(small), "--json", "--no-ablations", "--no-report",
+                           "--mode", "bm25,hybrid"], capture_output=True, cwd=ROOT, text=True, timeout=600,
                           env={**os.environ, "NO_COLOR": "1"})
     assert proc.returncode == 0, proc.stderr
     payload = json.loads(proc.stdout)
@@ -304,16 +298,16 @@ def test_cli_end_to_end_on_a_small_set(tmp_path):
 
     old = tmp_path / "old.json"
     old.write_text(proc.stdout, encoding="utf-8")
-    again = subprocess.run([rag, "eval", "--set", str(small), "--no-ablations", "--no-report", "--mode", "bm25",
-                            "--compare", str(old), "--failures"], capture_output=True, text=True, timeout=600,
+    again = subprocess.run([*RAG, "eval", "--set", str(small), "--no-ablations", "--no-report", "--mode", "bm25",
+                            "--compare", str(old), "--failures"], capture_output=True, cwd=ROOT, text=True, timeout=600,
                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "160"})
     assert again.returncode == 0, again.stderr
     assert "compared with" in again.stdout and "hit@5" in again.stdout
 
-    bad = subprocess.run([rag, "eval", "--set", str(small), "--mode", "sparse", "--no-report"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([*RAG, "eval", "--set", str(small), "--mode", "sparse", "--no-report"],
+                         capture_output=True, cwd=ROOT, text=True, timeout=120)
     assert bad.returncode == 2 and "unknown mode" in bad.stderr and bad.stdout == ""
-    missing = subprocess.run([rag, "eval", "--set", str(tmp_path / "nope.jsonl")], capture_output=True, text=True,
+    missing = subprocess.run([*RAG, "eval", "--set", str(tmp_path / "nope.jsonl")], capture_output=True, cwd=ROOT, text=True,
                              timeout=120)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 

@@ -13,13 +13,6 @@ from rag.retrieve import SearchResult
 from rag.terms import idf_table, question_terms
 
 
-@pytest.fixture(scope="module")
-def retriever():
-    from rag.retrieve import Retriever
-
-    return Retriever.open()
-
-
 def candidate(retriever, doc_id: str, needle: str):
     """The candidate line of ``doc_id`` that holds ``needle`` (and its passage)."""
     for row, chunk in enumerate(retriever.index.chunks):
