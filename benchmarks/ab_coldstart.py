@@ -28,7 +28,7 @@ OUT = ROOT / "benchmarks" / "out" / "ab_coldstart.json"
 
 def _ask(cwd: Path, env: dict, question: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "rag.cli", "ask", question], cwd=cwd, env=env, check=True,
+    subprocess.run([sys.executable, "-m", "rag.cli.main", "ask", question], cwd=cwd, env=env, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
@@ -50,7 +50,7 @@ def main() -> int:
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), args.rev], cwd=ROOT, check=True)
         try:
             old_env = {**os.environ, "PYTHONPATH": str(old), "RAG_INDEX_DIR": str(Path(tmp) / "index")}
-            subprocess.run([sys.executable, "-m", "rag.cli", "index", "build"], cwd=old, env=old_env, check=True,
+            subprocess.run([sys.executable, "-m", "rag.cli.main", "index", "build"], cwd=old, env=old_env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             new_env = dict(os.environ)
             _ask(ROOT, new_env, args.question)  # make sure this checkout's index is built

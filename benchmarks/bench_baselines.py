@@ -48,7 +48,7 @@ def child_bm25(target: str, seed: int, limit: int | None) -> dict:
 
     from rag.index.sparse import BM25Params, SparseIndex
     from rag.index.store import load_index
-    from rag.korean import get_analyzer
+    from rag.text.korean import get_analyzer
 
     settings = _settings(target, seed)
     index = load_index(settings.index_dir)
@@ -105,7 +105,7 @@ def child_faiss(target: str, seed: int, limit: int | None) -> dict:
     import faiss
 
     from rag.index.dense import DenseIndex
-    from rag.retrieve import Retriever
+    from rag.search.retriever import Retriever
 
     settings = _settings(target, seed)
     r = Retriever.open(settings)

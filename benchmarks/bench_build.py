@@ -10,7 +10,7 @@ Every build runs in a fresh child process (``--child …``) so that its peak RSS
 
 * **real corpus**, from an empty index folder: ``rag index build`` wall time (fresh
   process, imports included) and, in an instrumented child, the stages of
-  :func:`rag.index.store.build_index` (chunk, Kiwi analysis, embedding, BM25, faiss,
+  :func:`rag.index.build.build_index` (chunk, Kiwi analysis, embedding, BM25, faiss,
   write, checksums, verify-load) and peak RSS; the real passage-embedding throughput;
 * **incremental update**: one document of a copy of the corpus is changed and the index
   rebuilt; the manifest's ``reembedded`` count is checked against the chunks whose
@@ -80,7 +80,7 @@ class StageClock:
             setattr(owner, name, timed)
 
     def install(self) -> None:
-        import rag.index.store as store
+        import rag.index.build as store
         from rag.index.dense import DenseIndex
         from rag.index.sparse import SparseIndex
 
@@ -91,8 +91,8 @@ class StageClock:
         self.wrap(DenseIndex, "build", "faiss index")
         self.wrap(SparseIndex, "save", "write bm25")
         self.wrap(DenseIndex, "save", "write faiss")
-        self.wrap(store, "_file_digests", "checksums")
-        self.wrap(store, "_fsync_tree", "fsync")
+        self.wrap(store, "file_digests", "checksums")
+        self.wrap(store, "fsync_tree", "fsync")
         self.wrap(store, "load_index", "verify-load")
 
     def stages(self, analyse_s: float | None = None, embed_s: float | None = None) -> dict[str, float]:
@@ -117,11 +117,11 @@ class StageClock:
 def child_real_build(index_dir: Path, corpus_dir: Path) -> dict:
     """A full build from nothing (fresh process): stages, throughput, peak RSS."""
     t_start = time.perf_counter()
-    import rag.index.store as store
+    import rag.index.build as store
     from rag.config import Settings
 
     t_import = time.perf_counter() - t_start
-    from rag.embedding import Embedder
+    from rag.embed.encoder import Embedder
 
     settings = Settings().with_(corpus_dir=corpus_dir, index_dir=index_dir)
     clock = StageClock()
@@ -148,7 +148,7 @@ def child_real_build(index_dir: Path, corpus_dir: Path) -> dict:
 
 
 def _keys(index) -> dict[str, str]:
-    from rag.index.store import text_key
+    from rag.index.build import text_key
 
     return {text_key(c, index.manifest["spec"]["use_prefixes"]): c.doc_id for c in index.chunks}
 
@@ -156,9 +156,9 @@ def _keys(index) -> dict[str, str]:
 def child_incremental(index_dir: Path, corpus_dir: Path, change: bool) -> dict:
     """Change one document (or nothing) and rebuild; which chunks were embedded again?"""
     t_start = time.perf_counter()
-    import rag.index.store as store
+    import rag.index.build as store
     from rag.config import Settings
-    from rag.corpus import load_manifest
+    from rag.ingest.corpus import load_manifest
 
     settings = Settings().with_(corpus_dir=corpus_dir, index_dir=index_dir)
     old = store.load_index(index_dir)
@@ -169,7 +169,7 @@ def child_incremental(index_dir: Path, corpus_dir: Path, change: bool) -> dict:
         # edit one line inside the document's first chunk and one inside its last chunk
         entry = next(e for e in load_manifest(corpus_dir) if e["id"] == CHANGED_DOC)
         path = corpus_dir / entry["file"]
-        from rag.corpus import read_text
+        from rag.ingest.corpus import read_text
 
         text = read_text(path)
         doc_chunks = [c for c in old.chunks if c.doc_id == CHANGED_DOC]
@@ -203,9 +203,9 @@ def child_incremental(index_dir: Path, corpus_dir: Path, change: bool) -> dict:
 def child_synth_build(size: int, seed: int, regen: bool) -> dict:
     """Write (if needed) and index a synthetic corpus of about ``size`` chunks."""
     t_start = time.perf_counter()
-    import rag.index.store as store
-    from rag.embedding import Embedder
-    from rag.korean import get_analyzer, get_kiwi
+    import rag.index.build as store
+    from rag.embed.encoder import Embedder
+    from rag.text.korean import get_analyzer, get_kiwi
 
     settings = S.synthetic_settings(size, seed)
     write_s = None
@@ -247,7 +247,7 @@ def child_synth_build(size: int, seed: int, regen: bool) -> dict:
 def child_load(index_dir: Path, corpus_dir: Path) -> dict:
     """RSS after loading the published index, and which artifacts are memory-mapped."""
     t_start = time.perf_counter()
-    import rag.index.store as store
+    import rag.index.build as store
 
     t_imp = time.perf_counter()
     base = S.proc_status()
@@ -288,7 +288,7 @@ def child_load(index_dir: Path, corpus_dir: Path) -> dict:
 def index_status_cli(settings) -> dict:
     """``rag index status --json`` for ``settings``' folders (bytes per chunk per artifact)."""
     rag = Path(sys.executable).with_name("rag")
-    cmd = [str(rag)] if rag.exists() else [sys.executable, "-m", "rag.cli"]
+    cmd = [str(rag)] if rag.exists() else [sys.executable, "-m", "rag.cli.main"]
     proc = subprocess.run([*cmd, "index", "status", "--json"], capture_output=True, text=True,
                           env={**os.environ, **S.env_for(settings)}, cwd=S.ROOT)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("{")), "{}")

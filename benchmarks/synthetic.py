@@ -15,7 +15,7 @@ reproducible and the 10k corpus is a prefix of the 50k one.
 Embedding 50k+ chunks with the real model is out of reach on 2 CPU cores (about 23
 passages/s), so :class:`PoolEmbedder` stands in for the embedder *during synthetic builds
 only*: every distinct line of the real corpus (the "pool", about a thousand lines) is
-embedded once with the real :class:`rag.embedding.Embedder` (passage side,
+embedded once with the real :class:`rag.embed.encoder.Embedder` (passage side,
 sentence-transformers) and cached under ``benchmarks/out/``; a synthetic chunk's vector is
 the L2-normalised mean of the vectors of the lines of its indexed text. Questions are
 always embedded by the real engine. Build times at each size are reported both as measured
@@ -308,7 +308,7 @@ def env_for(settings) -> dict:
 
 def _real_docs():
     from rag.config import PROJECT_ROOT
-    from rag.corpus import load_corpus
+    from rag.ingest.corpus import load_corpus
 
     return load_corpus(PROJECT_ROOT / "corpus")
 
@@ -336,7 +336,7 @@ def pool_lines(docs=None) -> tuple[dict[str, list[str]], list[str]]:
 
 def pool_keys(docs=None) -> list[str]:
     """Every distinct cleaned line a synthetic chunk's indexed text can contain, sorted."""
-    from rag.chunking import clean_for_index
+    from rag.ingest.chunking import clean_for_index
 
     bodies, headings = pool_lines(docs)
     keys = {clean_for_index(ln) for lines in bodies.values() for ln in lines}
@@ -365,7 +365,7 @@ def pool_vectors(embedder, log=print) -> dict[str, np.ndarray]:
 
 
 class PoolEmbedder:
-    """Stand-in for :class:`rag.embedding.Embedder` in synthetic builds: token counts and
+    """Stand-in for :class:`rag.embed.encoder.Embedder` in synthetic builds: token counts and
     ``model_id``/``dim`` come from the real embedder; a passage's vector is the normalised
     mean of its lines' pool vectors (a line that is not in the pool is split at " > " into
     heading parts and stands for the mean of those found; a line or heading part not in
@@ -503,7 +503,7 @@ def write_synthetic_corpus(n_chunks: int, folder: Path, seed: int = SEED, log=pr
     """
     import shutil
 
-    from rag.chunking import ChunkingConfig, chunk_document
+    from rag.ingest.chunking import ChunkingConfig, chunk_document
 
     docs = _real_docs()
     bodies, headings = pool_lines(docs)

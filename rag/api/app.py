@@ -8,40 +8,35 @@ start and says why in one line (uvicorn then exits with status 3)::
     ERROR:    Application startup failed. Exiting.
 
 Every error is ``{"error": {"code", "message"}}`` with a one-line message saying what was
-wrong; a bad request never takes the server down.
+wrong (:mod:`rag.api.errors`); a bad request never takes the server down.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Optional
+from typing import AsyncIterator, Optional
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..config import Settings
-from ..retrieve import QuestionError, Retriever
-from . import routes_chat, routes_documents, routes_health, routes_search
-from .deps import API_KEY_ENV, CORS_ENV, ApiError, ApiState, KoreanJSONResponse, error_response, one_line
+from rag.api.errors import (
+    describe_startup_error,
+    error_response,
+    install_error_handlers,
+)
+from rag.api.responses import KoreanJSONResponse
+from rag.api.routers import chat, documents, health, search
+from rag.api.state import ApiState, load_state
+from rag.config import API_KEY_ENV, CORS_ORIGINS_ENV, Settings
+from rag.search.retriever import Retriever
 
 log = logging.getLogger("rag.api")
 
 #: Largest request body accepted (bytes); the longest sensible conversation fits easily.
 MAX_BODY_BYTES = 64 * 1024
-
-_STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
-                 415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
-                 503: "not_ready"}
-
-
-# ----------------------------------------------------------------------------- body guard
 
 
 class BodyGuard:
@@ -113,68 +108,6 @@ class BodyGuard:
         await resp(scope, receive, send)
 
 
-# ----------------------------------------------------------------------------- errors
-
-
-def _describe_validation(errors: list[dict[str, Any]]) -> str:
-    """One line saying what was wrong with the request, from pydantic's error list."""
-    if not errors:
-        return "the request is invalid"
-    first = errors[0]
-    typ, loc = first.get("type", ""), tuple(first.get("loc", ()))
-    if typ == "json_invalid":
-        where = f" at character {loc[1]}" if len(loc) > 1 else ""
-        why = (first.get("ctx") or {}).get("error", "")
-        text = f"the body is not valid JSON ({why}{where})" if why else f"the body is not valid JSON{where}"
-    else:
-        fields = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
-        path = ".".join(fields)
-        msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-        if typ == "missing" and loc == ("body",):
-            text = "the request needs a JSON body"
-        elif not path and typ in ("model_type", "model_attributes_type", "dict_type"):
-            text = "the body must be a JSON object"
-        else:
-            text = f"{path}: {msg}" if path else msg
-            if typ not in ("missing", "extra_forbidden", "value_error") and "input" in first:
-                got = first["input"]
-                if not isinstance(got, (dict, list)):
-                    shown = json.dumps(got, ensure_ascii=False)
-                    text += f" (got {shown if len(shown) <= 40 else shown[:39] + '…'})"
-    if len(errors) > 1:
-        text += f"; and {len(errors) - 1} more problem(s)"
-    return text
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> KoreanJSONResponse:
-        return error_response(422, "invalid_request", _describe_validation(list(exc.errors())))
-
-    @app.exception_handler(QuestionError)
-    async def _question(request: Request, exc: QuestionError) -> KoreanJSONResponse:
-        return error_response(422, "invalid_question", str(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> KoreanJSONResponse:
-        code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
-        if exc.status_code == 404 and message == "Not Found":
-            message = f"no such endpoint: {request.method} {request.url.path}; see /docs"
-        elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> KoreanJSONResponse:
-        log.error("unhandled error on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
-        return error_response(500, "internal_error",
-                              f"internal error ({type(exc).__name__}); the server log has the details")
-
-
-# ----------------------------------------------------------------------------- app
-
-
 class RagAPI(FastAPI):
     """FastAPI that reports a failed startup as its one-line reason rather than a traceback."""
 
@@ -191,32 +124,6 @@ class RagAPI(FastAPI):
         await super().__call__(scope, receive, send_short)
 
 
-def describe_startup_error(exc: BaseException) -> str:
-    """The one line a failed startup is reported with (known core errors say what to do)."""
-    from ..corpus import CorpusError
-    from ..index.store import IndexError_
-
-    known: tuple[type[BaseException], ...] = (CorpusError, IndexError_)
-    try:
-        from ..embedding import ModelNotAvailableError
-
-        known += (ModelNotAvailableError,)
-    except ImportError:
-        pass
-    why = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
-    return "cannot start the API: " + one_line(why)
-
-
-def load_state(settings: Settings) -> ApiState:
-    """Open the retriever (building the index when missing or stale) and the documents."""
-    def progress(stage: str, advance: int, total: int) -> None:
-        if advance == 0:
-            log.info("index build: %s (%d items)", stage, total)
-
-    retriever = Retriever.open(settings, progress=progress, notice=lambda m: log.warning("%s", m))
-    return ApiState.build(settings, retriever)
-
-
 def create_app(settings: Optional[Settings] = None, retriever: Optional[Retriever] = None) -> FastAPI:
     """The API application.
 
@@ -226,8 +133,9 @@ def create_app(settings: Optional[Settings] = None, retriever: Optional[Retrieve
             the lifespan opens one at startup.
 
     Returns:
-        The FastAPI app. ``RAG_API_KEY`` (read now) turns on bearer auth for everything but
-        /health and the docs; ``RAG_CORS_ORIGINS`` (comma-separated) allows those origins.
+        The FastAPI app. The API key variable (``rag.config.API_KEY_ENV``, read now) turns
+        on bearer auth for everything but /health and the docs; the CORS variable
+        (``rag.config.CORS_ORIGINS_ENV``, comma-separated) allows those origins.
     """
     settings = settings or Settings()
 
@@ -260,16 +168,16 @@ def create_app(settings: Optional[Settings] = None, retriever: Optional[Retrieve
     app.state.api_key = os.environ.get(API_KEY_ENV) or None
     app.state.settings = settings
 
-    for module in (routes_health, routes_search, routes_chat, routes_documents):
+    for module in (health, search, chat, documents):
         app.include_router(module.router)
-    _install_error_handlers(app)
+    install_error_handlers(app)
 
     app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)
-    origins = [o.strip() for o in os.environ.get(CORS_ENV, "").split(",") if o.strip()]
+    origins = [o.strip() for o in os.environ.get(CORS_ORIGINS_ENV, "").split(",") if o.strip()]
     if origins:  # outermost, so errors from the body guard carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Server-Timing"])
     return app
 
 
-__all__ = ["create_app", "load_state", "describe_startup_error", "MAX_BODY_BYTES", "ApiError", "RagAPI"]
+__all__ = ["create_app", "BodyGuard", "MAX_BODY_BYTES", "RagAPI"]

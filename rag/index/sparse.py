@@ -3,7 +3,7 @@
 Scoring follows Robertson & Zaragoza, "The Probabilistic Relevance Framework: BM25 and
 Beyond" (2009); the variants (``lucene`` idf = log(1 + (N - df + 0.5)/(df + 0.5)),
 ``robertson`` idf = log((N - df + 0.5)/(df + 0.5)) clamped at 0) are bm25s's, described in
-Kamphuis et al., ECIR 2020. Tokens come from :mod:`rag.korean`, so analysis stays ours.
+Kamphuis et al., ECIR 2020. Tokens come from :mod:`rag.text.korean`, so analysis stays ours.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Build, publish, validate and load the on-disk index.
+"""The on-disk index: its layout, the build lock, loading with checks, staleness, status,
+and the atomic publish of a finished build (:mod:`rag.index.build` makes the builds).
 
 Layout of ``index/``::
 
@@ -23,91 +24,29 @@ import json
 import os
 import shutil
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from ..chunking import CHUNKER_VERSION, ChunkingConfig, chunk_document
-from ..config import DEFAULT_EMBED_BATCH, Settings
-from ..corpus import Document, corpus_fingerprint, load_corpus
-from ..types import Chunk
-from .dense import DenseIndex
-from .sparse import BM25Params, SparseIndex
-
-INDEX_FORMAT = 1
-MANIFEST = "manifest.json"
-REQUIRED_FILES = ("manifest.json", "chunks.jsonl", "docs.json", "dense.faiss", "vectors.npy", "bm25")
-
-#: ``progress(stage, advance, total)``: the faces turn this into a progress bar.
-Progress = Callable[[str, int, int], None]
-
-
-class IndexError_(RuntimeError):
-    """Base of index problems; messages are one line and say what to do."""
-
-
-class IndexMissingError(IndexError_):
-    pass
-
-
-class IndexCorruptError(IndexError_):
-    pass
-
-
-class IndexBusyError(IndexError_):
-    pass
-
-
-@dataclass(frozen=True)
-class AnalyzerSpec:
-    mode: str = "morph"  # "morph" (Kiwi) | "whitespace" (ablation baseline)
-    normalize: bool = True
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """Everything that shapes the artifacts; any change makes an index stale."""
-
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
-    analyzer: AnalyzerSpec = field(default_factory=AnalyzerSpec)
-    bm25: BM25Params = field(default_factory=BM25Params)
-    use_prefixes: bool = True
-    dense_kind: str = "auto"
-
-    def describe(self, model: str) -> dict:
-        from ..korean import analyzer_fingerprint
-
-        return {
-            "chunker_version": CHUNKER_VERSION,
-            "chunking": asdict(self.chunking),
-            "analyzer": {**asdict(self.analyzer), "fingerprint": analyzer_fingerprint()},
-            "bm25": asdict(self.bm25),
-            "model": model,
-            "use_prefixes": self.use_prefixes,
-            "dense_kind": self.dense_kind,
-        }
-
-
-@dataclass
-class LoadedIndex:
-    """A published build, ready to search; rows of every artifact line up with ``chunks``."""
-
-    path: Path | None  # None for an in-memory build
-    manifest: dict
-    chunks: list[Chunk]
-    docs: dict[str, dict]
-    sparse: SparseIndex
-    dense: DenseIndex
-    vectors: np.ndarray
-
-    @property
-    def model(self) -> str:
-        return self.manifest["spec"]["model"]
-
+from rag.config import Settings
+from rag.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMissingError,
+)
+from rag.index.dense import DenseIndex
+from rag.index.sparse import BM25Params, SparseIndex
+from rag.index.spec import (
+    INDEX_FORMAT,
+    MANIFEST,
+    REQUIRED_FILES,
+    BuildSpec,
+    LoadedIndex,
+)
+from rag.ingest.corpus import Document, corpus_fingerprint, load_corpus
+from rag.types import Chunk
 
 # ---------------------------------------------------------------------------- paths & lock
 
@@ -157,7 +96,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _file_digests(folder: Path) -> dict[str, dict]:
+def file_digests(folder: Path) -> dict[str, dict]:
     out = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != MANIFEST:
@@ -267,135 +206,16 @@ def _group_sizes(sizes: dict[str, int]) -> dict[str, int]:
 # ---------------------------------------------------------------------------- build
 
 
-def text_key(chunk: Chunk, use_prefixes: bool) -> str:
-    """Identity of a chunk's embedding: its indexed text and whether prefixes were used."""
-    return hashlib.sha256(f"{int(use_prefixes)}\0{chunk.index_text}".encode("utf-8")).hexdigest()
 
 
-def previous_vectors(index_dir: Path, model: str, use_prefixes: bool) -> dict[str, np.ndarray]:
-    """Embeddings of the published build, by chunk text, when it used the same model."""
-    try:
-        old = load_index(index_dir)
-    except IndexError_:
-        return {}
-    if old.model != model or old.manifest["spec"]["use_prefixes"] != use_prefixes:
-        return {}
-    return {text_key(c, use_prefixes): np.array(old.vectors[i]) for i, c in enumerate(old.chunks)}
-
-
-def chunk_corpus(docs: list[Document], cfg: ChunkingConfig, count_tokens: Callable[[str], int] | None) -> list[Chunk]:
-    return [c for d in docs for c in chunk_document(d.doc_id, d.text, cfg, count_tokens)]
-
-
-def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, progress: Progress | None = None,
-                    reuse: dict[str, np.ndarray] | None = None, batch_size: int = DEFAULT_EMBED_BATCH) -> LoadedIndex:
-    """Chunk, analyse, embed and index ``docs`` without touching disk (``path`` is None).
-
-    ``reuse`` maps :func:`text_key` → vector; chunks found there are not embedded again.
-    The evaluation's ablations build their variants this way.
-    """
-    started = time.perf_counter()
-    report = progress or (lambda stage, advance, total: None)
-    report("chunk", 0, len(docs))
-    chunks = chunk_corpus(docs, spec.chunking, lambda t: embedder.token_count(t))
-    report("chunk", len(docs), len(docs))
-
-    report("analyse", 0, len(chunks))
-    tokens = analyzer.tokenize_many([c.index_text for c in chunks])
-    report("analyse", len(chunks), len(chunks))
-
-    reuse = reuse or {}
-    keys = [text_key(c, spec.use_prefixes) for c in chunks]
-    todo = [i for i, k in enumerate(keys) if k not in reuse]
-    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-    for i, k in enumerate(keys):
-        if k in reuse:
-            vectors[i] = reuse[k]
-    report("embed", len(chunks) - len(todo), len(chunks))
-    if todo:
-        vectors[todo] = embedder.encode_passages([chunks[i].index_text for i in todo], batch_size=batch_size,
-                                                 progress=lambda n: report("embed", n, len(chunks)))
-    manifest = {
-        "format": INDEX_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "corpus": corpus_fingerprint(docs),
-        "spec": spec.describe(embedder.model_id),
-        "n_chunks": len(chunks),
-        "reembedded": len(todo),
-        "build_seconds": round(time.perf_counter() - started, 2),
-    }
-    return LoadedIndex(
-        path=None, manifest=manifest, chunks=chunks, docs={d.doc_id: d.meta() for d in docs},
-        sparse=SparseIndex.build(tokens, spec.bm25), dense=DenseIndex.build(vectors, spec.dense_kind), vectors=vectors,
-    )
-
-
-def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
-                embedder=None, analyzer=None) -> LoadedIndex:
-    """Build every artifact from the corpus and publish it atomically.
-
-    Vectors of chunks whose indexed text is unchanged since the published build are
-    reused, so changing one document re-embeds only that document's chunks.
-    """
-    from ..embedding import Embedder
-    from ..korean import get_analyzer
-
-    started = time.perf_counter()
-    index_dir = settings.index_dir
-    with build_lock(index_dir):
-        docs = load_corpus(settings.corpus_dir)
-        if not docs:
-            raise IndexError_(f"the corpus in {settings.corpus_dir} lists no documents")
-        embedder = embedder or Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
-        analyzer = analyzer or get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
-        built = build_in_memory(docs, spec, embedder, analyzer, progress,
-                                reuse=previous_vectors(index_dir, embedder.model_id, spec.use_prefixes),
-                                batch_size=settings.embed_batch)
-        builds = index_dir / "builds"
-        builds.mkdir(parents=True, exist_ok=True)
-        build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        tmp = builds / f".tmp-{build_id}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-                for c in built.chunks:
-                    fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
-            (tmp / "docs.json").write_text(json.dumps(built.docs, ensure_ascii=False, indent=1), encoding="utf-8")
-            built.sparse.save(tmp / "bm25")
-            built.dense.save(tmp / "dense.faiss")
-            np.save(tmp / "vectors.npy", built.vectors)
-            manifest = {**built.manifest, "build_seconds": round(time.perf_counter() - started, 2),
-                        "files": _file_digests(tmp)}
-            _write_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
-            _fsync_tree(tmp)
-            final = builds / build_id
-            os.rename(tmp, final)
-            _publish(index_dir, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _prune(index_dir)
-    return load_index(index_dir)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    part = path.with_suffix(path.suffix + ".part")
-    with open(part, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(part, path)
-
-
-def _fsync_tree(folder: Path) -> None:
+def fsync_tree(folder: Path) -> None:
     for p in folder.rglob("*"):
         if p.is_file():
             with open(p, "rb") as fh:
                 os.fsync(fh.fileno())
 
 
-def _publish(index_dir: Path, build: Path) -> None:
+def publish(index_dir: Path, build: Path) -> None:
     """Point ``current`` at ``build`` with one rename: readers see old or new, never neither."""
     link = index_dir / f".current-{os.getpid()}"
     if link.is_symlink() or link.exists():
@@ -409,7 +229,7 @@ def _publish(index_dir: Path, build: Path) -> None:
         os.close(dir_fd)
 
 
-def _prune(index_dir: Path) -> None:
+def prune(index_dir: Path) -> None:
     """Remove builds other than the current one and the one before (and stale temp dirs)."""
     current = _current(index_dir).resolve().name
     builds = sorted((index_dir / "builds").iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -423,25 +243,3 @@ def _prune(index_dir: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
 
 
-def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
-                 notice: Callable[[str], None] | None = None, embedder=None, analyzer=None,
-                 docs: list[Document] | None = None) -> LoadedIndex:
-    """The published index, built first when missing, corrupt or stale (``notice`` says why)."""
-    try:
-        index = load_index(settings.index_dir)
-        reasons = stale_reasons(index.manifest, settings, spec, docs)
-        if not reasons:
-            return index
-        why = "index is stale (" + "; ".join(reasons[:3]) + ")"
-    except IndexMissingError:
-        why = "no index yet"
-    except IndexCorruptError as exc:
-        why = str(exc).split(";")[0]
-    if notice:
-        notice(f"{why}: building it now")
-    try:
-        return build_index(settings, spec, progress, embedder=embedder, analyzer=analyzer)
-    except IndexBusyError:
-        with build_lock(settings.index_dir, wait=True):
-            pass  # the other builder finished; use its result
-        return load_index(settings.index_dir)

@@ -1,0 +1,1 @@
+"""Answers: candidate lines, evidence, composition, citations and abstention."""

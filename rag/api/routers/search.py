@@ -1,0 +1,33 @@
+"""``POST /search``: ranked passages, the same JSON as one line of ``rag search --json``."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Depends
+
+from rag.api.auth import require_api_key
+from rag.api.models import ErrorResponse, SearchRequest, SearchResponse
+from rag.api.responses import KoreanJSONResponse, server_timing
+from rag.api.state import ApiState, get_state
+from rag.query.checks import check_question
+
+router = APIRouter(tags=["search"], dependencies=[Depends(require_api_key)])
+
+
+@router.post(
+    "/search", response_model=SearchResponse, summary="질문과 관련된 문서 구절 검색",
+    description="질문에 가장 관련 있는 구절을 순위순으로 돌려줍니다. 각 구절의 `doc_id`·`start`·`end`로 "
+                "`GET /documents/{doc_id}/text`에서 원문 구간을 그대로 가져올 수 있습니다. "
+                "응답 헤더 `Server-Timing`에 단계별 처리 시간(ms)이 있습니다.",
+    responses={401: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
+               422: {"model": ErrorResponse}},
+)
+def search(body: SearchRequest, state: ApiState = Depends(get_state)) -> KoreanJSONResponse:
+    # a plain def: FastAPI runs it in the thread pool, so the event loop keeps serving
+    t0 = time.perf_counter()
+    question = check_question(body.question)
+    result = state.retriever.search(question, k=body.k, mode=body.mode)
+    payload = {"question": body.question, "mode": body.mode, "passages": [p.to_dict() for p in result.passages]}
+    total = (time.perf_counter() - t0) * 1e3
+    return KoreanJSONResponse(payload, headers={"Server-Timing": server_timing(result.timings_ms, total)})

@@ -1,0 +1,169 @@
+"""``rag search`` and ``rag ask``: one question (or a ``--batch`` file of them) in, ranked
+passages or a cited answer out.
+
+Both commands share one flow (:func:`_answer_or_search`): check the input, which exits
+with status 2 before anything heavy is loaded, then open the retriever and print a rich
+table for people or JSON (one object per line in batch mode).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
+
+import typer
+from rich.table import Table
+
+from rag.cli.render import (
+    EXIT_BAD_INPUT,
+    MODE_HELP,
+    err,
+    fail,
+    open_retriever,
+    out,
+    print_answer,
+    print_json,
+    section_cell,
+)
+from rag.errors import QuestionError
+from rag.query.checks import check_options, check_question
+
+if TYPE_CHECKING:
+    from rag.answer.cite import Answer
+    from rag.search.retriever import Retriever, SearchResult
+
+
+def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool) -> None:
+    try:
+        check_options(k, mode)
+        if batch is None:
+            if question is None:
+                raise QuestionError("give a QUESTION or --batch FILE")
+            check_question(question)
+        elif question is not None:
+            raise QuestionError("give either a QUESTION or --batch FILE, not both")
+        elif not as_json:
+            raise QuestionError("--batch writes JSON lines: add --json")
+    except QuestionError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+
+
+def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, item) for each non-blank line; a bad line yields an ``error`` item."""
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
+    for n, line in enumerate(raw.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line.decode("utf-8"))
+            if not isinstance(item, dict):
+                raise ValueError("each line must be a JSON object")
+            if not isinstance(item.get("question"), str):
+                raise ValueError('the object needs a "question" string')
+        except UnicodeDecodeError:
+            yield n, {"id": None, "error": f"line {n} is not valid UTF-8"}
+            continue
+        except ValueError as exc:  # JSONDecodeError is a ValueError
+            yield n, {"id": None, "error": f"line {n}: {exc}"}
+            continue
+        yield n, {"id": item.get("id", n), "question": item["question"]}
+
+
+def _run_batch(path: Path, handle: Callable[[Retriever, str], dict]) -> None:
+    """Answer every line in order, one JSON line each; bad lines get an ``error`` field."""
+    failed = 0
+    retriever = None
+    for n, item in _read_batch(path):
+        if "error" in item:
+            failed += 1
+            print_json(item)
+            continue
+        try:
+            retriever = retriever or open_retriever()
+            print_json({"id": item["id"], **handle(retriever, item["question"])})
+        except QuestionError as exc:
+            failed += 1
+            print_json({"id": item["id"], "question": item["question"], "error": str(exc)})
+    if failed:
+        err.print(f"[yellow]{failed} line(s) had errors; see their \"error\" field[/]")
+
+
+def _answer_or_search(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool,
+                      compute: Callable[[Retriever, str], Any], to_json: Callable[[str, Any], dict],
+                      render: Callable[[str, Any], None]) -> None:
+    """The flow ``search`` and ``ask`` share: validate, then batch, JSON or a rendered result.
+
+    ``compute(retriever, q)`` returns the core's result, ``to_json(q, result)`` its JSON
+    object (without ``id``), ``render(q, result)`` prints it for people.
+    """
+    _validate(question, k, mode, batch, as_json)
+    if batch is not None:
+        return _run_batch(batch, lambda retriever, q: to_json(q, compute(retriever, q)))
+    retriever = open_retriever()
+    result = compute(retriever, question)
+    if as_json:
+        print_json({"id": None, **to_json(question, result)})
+    else:
+        render(question, result)
+
+
+def _print_search(question: str, k: int, mode: str, result: SearchResult) -> None:
+    table = Table(title=f"{question}  [dim]({mode}, top {k})[/]", show_lines=True, expand=True)
+    table.add_column("#", justify="right", width=3)
+    table.add_column("점수", justify="right", width=7)
+    table.add_column("문서 · 위치", ratio=2)
+    table.add_column("본문", ratio=5)
+    for p in result.passages:
+        text = p.text if len(p.text) <= 400 else p.text[:400] + " …"
+        table.add_row(str(p.rank), f"{p.score:.3f}", section_cell(p), text)
+    out.print(table)
+
+
+def _answer(retriever: Retriever, question: str, k: int, mode: str) -> Answer:
+    from rag.answer.pipeline import answer_question  # lazy: start-up time
+
+    return answer_question(retriever, question, k=k, mode=mode)
+
+
+# The arguments search and ask share.
+QuestionArg = Annotated[Optional[str], typer.Argument(help="The question, in Korean.")]
+ModeOpt = Annotated[str, typer.Option("--mode", help=MODE_HELP)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")]
+BatchOpt = Annotated[Optional[Path], typer.Option("--batch", help="JSONL file of {id, question} (- for stdin).")]
+
+
+def search_command(
+    question: QuestionArg = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many passages.")] = 5,
+    mode: ModeOpt = "hybrid",
+    as_json: JsonOpt = False,
+    batch: BatchOpt = None,
+) -> None:
+    """Ranked passages for a question, with where each stands in its document."""
+    _answer_or_search(
+        question, k, mode, batch, as_json,
+        compute=lambda retriever, q: retriever.search(q, k=k, mode=mode),
+        to_json=lambda q, result: {"question": q, "mode": mode, "passages": [p.to_dict() for p in result.passages]},
+        render=lambda q, result: _print_search(q, k, mode, result),
+    )
+
+
+def ask_command(
+    question: QuestionArg = None,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many passages to draw the answer from.")] = 5,
+    mode: ModeOpt = "hybrid",
+    as_json: JsonOpt = False,
+    batch: BatchOpt = None,
+) -> None:
+    """A short answer built from the documents' own sentences, with verified citations."""
+    _answer_or_search(
+        question, k, mode, batch, as_json,
+        compute=lambda retriever, q: _answer(retriever, q, k, mode),
+        to_json=lambda q, answer: answer.to_dict(),
+        render=lambda q, answer: print_answer(answer),
+    )

@@ -1,0 +1,24 @@
+"""``rag serve``: run the HTTP API (:mod:`rag.api`) with uvicorn.
+
+The port is checked before FastAPI, uvicorn and the index are loaded, so a typo fails at once.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from rag.cli.render import EXIT_BAD_INPUT, fail
+
+
+def serve_command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+) -> None:
+    """Start the HTTP API (POST /chat, POST /search, GET /health, /documents; docs at /docs)."""
+    if not 0 < port < 65536:
+        fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
+    from rag.api.server import (
+        serve,  # lazy: start-up time (FastAPI, uvicorn, the index)
+    )
+
+    serve(host=host, port=port)

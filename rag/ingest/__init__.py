@@ -1,0 +1,1 @@
+"""Ingest: the corpus manifest and texts -> section trees -> chunks with exact offsets."""

@@ -1,0 +1,102 @@
+"""Load the corpus: the manifest of documents and their normalised text.
+
+The normalised text is what every offset in the system points into: Unicode NFC, line
+ends as ``\\n``, no byte-order mark. Nothing else is changed, so a cited span is the
+document's own wording.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import CorpusError
+
+MANIFEST_NAME = "manifest.json"
+REQUIRED_FIELDS = ("id", "file", "title", "publisher", "date", "kind")
+
+
+@dataclass(frozen=True)
+class Document:
+    doc_id: str
+    title: str
+    publisher: str
+    date: str
+    kind: str
+    source: str
+    path: Path
+    text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    def meta(self) -> dict[str, str]:
+        """The manifest entry as served to users (no text)."""
+        return {
+            "doc_id": self.doc_id, "title": self.title, "publisher": self.publisher,
+            "date": self.date, "kind": self.kind, "source": self.source, "file": self.path.name,
+            "chars": str(len(self.text)),
+        }
+
+
+def normalise_text(raw: str) -> str:
+    """NFC, ``\\n`` line ends, no BOM: the canonical text that offsets refer to."""
+    text = raw.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    return unicodedata.normalize("NFC", text)
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file strictly: a wrong encoding is an error, never mojibake."""
+    try:
+        return normalise_text(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{path.name} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first") from exc
+
+
+def load_manifest(corpus_dir: Path) -> list[dict[str, str]]:
+    path = corpus_dir / MANIFEST_NAME
+    if not path.is_file():
+        raise CorpusError(f"no {MANIFEST_NAME} in {corpus_dir}")
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorpusError(f"{path} is not valid UTF-8 JSON: {exc}") from exc
+    if not isinstance(entries, list):
+        raise CorpusError(f"{path} must hold a JSON list of documents")
+    seen: set[str] = set()
+    for i, entry in enumerate(entries):
+        missing = [f for f in REQUIRED_FIELDS if not isinstance(entry, dict) or not entry.get(f)]
+        if missing:
+            raise CorpusError(f"{path} entry {i} lacks {', '.join(missing)}")
+        if entry["id"] in seen:
+            raise CorpusError(f"{path}: duplicate document id {entry['id']!r}")
+        seen.add(entry["id"])
+    return entries
+
+
+def load_corpus(corpus_dir: Path) -> list[Document]:
+    """All documents of the manifest, in manifest order; every listed file must exist."""
+    docs = []
+    for entry in load_manifest(corpus_dir):
+        path = corpus_dir / entry["file"]
+        if not path.is_file():
+            raise CorpusError(f"manifest lists {entry['file']} but it is not in {corpus_dir}")
+        docs.append(Document(
+            doc_id=entry["id"], title=entry["title"], publisher=entry["publisher"],
+            date=entry["date"], kind=entry["kind"], source=entry.get("source", ""),
+            path=path, text=read_text(path),
+        ))
+    return docs
+
+
+def corpus_fingerprint(docs: list[Document]) -> dict[str, str]:
+    """doc id → sha256 of its normalised text and metadata: what makes an index stale."""
+    out = {}
+    for d in docs:
+        meta = json.dumps(d.meta(), ensure_ascii=False, sort_keys=True)
+        out[d.doc_id] = hashlib.sha256((d.sha256 + meta).encode("utf-8")).hexdigest()
+    return out

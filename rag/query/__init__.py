@@ -1,0 +1,1 @@
+"""The question: input checks and modes, its shape parsed once, follow-up resolution."""

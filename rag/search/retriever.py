@@ -1,0 +1,105 @@
+"""Hybrid retrieval: BM25 over Kiwi morphemes and e5 vectors, fused into one ranking
+(:mod:`rag.search.fusion`), over a loaded index."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rag.config import Settings
+from rag.embed.encoder import Embedder
+from rag.index.build import ensure_index
+from rag.index.spec import BuildSpec, LoadedIndex
+from rag.ingest.corpus import Document, load_corpus
+from rag.query.checks import check_options, check_question
+from rag.search.fusion import FusionConfig, fuse, top_positive
+from rag.text.korean import get_analyzer
+from rag.types import Passage
+
+
+@dataclass
+class SearchResult:
+    passages: list[Passage]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    sparse_top: float = 0.0  # best raw BM25 score: an abstention signal
+    dense_top: float = 0.0  # best cosine
+    rows: list[int] = field(default_factory=list)  # index row of each passage
+    query_vector: np.ndarray | None = None  # the question's e5 vector (dense and hybrid modes)
+
+    def passage_cosines(self, vectors: np.ndarray) -> list[float]:
+        """Cosine of the question vector to each passage's stored vector (0 without one):
+        the answer step reuses the retrieval encoding instead of encoding again."""
+        if self.query_vector is None or not self.rows:
+            return [0.0] * len(self.passages)
+        return [float(v) for v in np.asarray(vectors[self.rows], dtype=np.float32) @ self.query_vector]
+
+
+class Retriever:
+    """Searches a loaded index; one instance serves many questions (CLI chat, HTTP server)."""
+
+    def __init__(self, index: LoadedIndex, analyzer, embedder, doc_texts: dict[str, str],
+                 fusion: FusionConfig = FusionConfig()):
+        self.index = index
+        self.doc_texts = doc_texts  # normalised text by doc id: citations are checked against it
+        self.analyzer = analyzer
+        self.embedder = embedder
+        self.fusion = fusion
+
+    @classmethod
+    def open(cls, settings: Settings | None = None, spec: BuildSpec = BuildSpec(), fusion: FusionConfig = FusionConfig(),
+             progress=None, notice=None, docs: list[Document] | None = None) -> "Retriever":
+        """Load (building when missing or stale) the index, the analyser and the embedder;
+        ``docs``: the corpus when the caller has read it already (it is read once)."""
+        settings = settings or Settings()
+        docs = load_corpus(settings.corpus_dir) if docs is None else docs
+        embedder = Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
+        analyzer = get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
+        index = ensure_index(settings, spec, progress=progress, notice=notice, embedder=embedder,
+                             analyzer=analyzer, docs=docs)
+        return cls(index, analyzer, embedder, {d.doc_id: d.text for d in docs}, fusion)
+
+    def _passage(self, rank: int, row: int, score: float) -> Passage:
+        c = self.index.chunks[row]
+        title = self.index.docs.get(c.doc_id, {}).get("title", c.doc_id)
+        return Passage(rank=rank, score=round(float(score), 6), chunk_id=c.chunk_id, doc_id=c.doc_id,
+                       doc_title=title, section=c.section_path, text=c.text, start=c.start, end=c.end)
+
+    def search(self, question: str, k: int = 5, mode: str = "hybrid") -> SearchResult:
+        """The top-k passages for a question, best first, with per-stage timings."""
+        q = check_question(question)
+        check_options(k, mode)
+        t: dict[str, float] = {}
+        depth = max(k, self.fusion.depth)
+        sparse: dict[int, float] = {}
+        dense: dict[int, float] = {}
+        vec = None
+        if mode in ("bm25", "hybrid"):
+            t0 = time.perf_counter()
+            tokens = self.analyzer.tokenize(q)
+            t1 = time.perf_counter()
+            scores = self.index.sparse.scores(tokens)
+            sparse = {int(r): float(scores[r]) for r in top_positive(scores, depth)}
+            t["analyse"], t["bm25"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        if mode in ("dense", "hybrid"):
+            t0 = time.perf_counter()
+            vec = self.embedder.encode_queries([q])[0]
+            t1 = time.perf_counter()
+            rows, sims = self.index.dense.search(vec, depth)
+            dense = {int(r): float(s) for r, s in zip(rows, sims)}
+            t["encode"], t["faiss"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        t0 = time.perf_counter()
+        if mode == "bm25":
+            ranked = sorted(sparse.items(), key=lambda kv: (-kv[1], kv[0]))
+        elif mode == "dense":
+            ranked = sorted(dense.items(), key=lambda kv: (-kv[1], kv[0]))
+        else:
+            ranked = fuse(sparse, dense, self.fusion)
+        t["fusion"] = (time.perf_counter() - t0) * 1e3
+        passages = [self._passage(i, row, s) for i, (row, s) in enumerate(ranked[:k], 1)]
+        return SearchResult(
+            passages, {k_: round(v, 3) for k_, v in t.items()},
+            sparse_top=max(sparse.values(), default=0.0), dense_top=max(dense.values(), default=0.0),
+            rows=[row for row, _ in ranked[:k]], query_vector=vec,
+        )
