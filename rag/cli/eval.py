@@ -200,8 +200,10 @@ def eval_command(
     compare_to: Optional[Path] = typer.Option(None, "--compare", help="An earlier --json run: print deltas against it."),
     ablations: Optional[bool] = typer.Option(None, "--ablations/--no-ablations", help="Run the ablation table (default: when writing the report)."),
     report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Write evaluation/report.md and last_run.json (default: for the default set)."),
+    answers: bool = typer.Option(False, "--answers", help="Answer quality instead: answered, correct, declined, citations (as rag ask answers)."),
 ) -> None:
-    """Retrieval evaluation: hit@k, MRR, nDCG, section hits and latency per mode, type and document."""
+    """Retrieval evaluation: hit@k, MRR, nDCG, section hits and latency per mode, type and
+    document; with --answers, the quality of the answers themselves."""
     wanted = _parse_modes(mode)
     if not 1 <= k <= MAX_K:
         cli_common.fail(f"k must be a whole number from 1 to {MAX_K}", cli_common.EXIT_BAD_INPUT)
@@ -213,6 +215,14 @@ def eval_command(
         cli_common.fail(str(exc).splitlines()[0], cli_common.EXIT_BAD_INPUT)
     if not items:
         cli_common.fail(f"{set_path} holds no questions", cli_common.EXIT_BAD_INPUT)
+    if answers:
+        from rag.cli.answers import run_answers  # lazy: start-up time
+
+        try:
+            run_answers(items, set_path, as_json)
+        except RagError as exc:
+            cli_common.fail(str(exc))
+        return
     from rag.eval import evaluate as ev  # lazy: start-up time (numpy)
 
     modes = [m for m in ev.MODE_ORDER if wanted is None or m in wanted]
