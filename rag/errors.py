@@ -26,6 +26,10 @@ class ModelNotAvailableError(RagError, RuntimeError):
     already in the local Hugging Face cache (this project never downloads models)."""
 
 
+class AnswerModelError(RagError, RuntimeError):
+    """The trained answer models are missing or unreadable (``rag train`` makes them)."""
+
+
 class IndexStoreError(RagError, RuntimeError):
     """Base of index problems; messages are one line and say what to do."""
 

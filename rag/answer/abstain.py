@@ -50,14 +50,16 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
+from rag.answer.candidates import Candidate
 from rag.answer.evidence import Support, numbers_found
 from rag.answer.terms import QuestionTerms, candidate_hits, phrase_terms, weight_of
 from rag.answer.tuning import BEST_COVERAGE_DEPTH
 from rag.config import DATA_DIR
 from rag.query.shape import QuestionShape
 from rag.text.strings import match_key
+from rag.types import Passage
 
 DATA_FILE = DATA_DIR / "abstention.json"
 
@@ -203,3 +205,42 @@ def load_policy(path: Path = DATA_FILE) -> Policy:
         return _load(str(path), path.stat().st_mtime)
     except FileNotFoundError:
         return NEVER
+
+
+# --------------------------------------------------------------------------- reasons for the learned path
+
+#: The kinds of name a question may ask for, with the subject particle each takes.
+_CLASS_SUBJECTS = {"place": "장소가", "company": "회사가", "org": "기관이", "person": "인물이", "names": "이름이"}
+NO_PASSAGE = "관련 구절이 없습니다."
+GENERIC = "관련 구절이 질문에 답하지 않습니다."
+
+
+def decline_reason(shape: QuestionShape, terms: QuestionTerms, top: Candidate | None, sup: Support | None,
+                   passages: Sequence[Passage], occurrences: Callable[[str], int]) -> str:
+    """Why the learned path declines, in one Korean sentence that is true of the documents:
+    a question word no document contains (looked for in their text, not only among index
+    tokens), numbers the best line lacks, a name no related passage mentions, a
+    restriction or yes/no verb the best line does not state, a kind of name it does not show."""
+    if top is None or sup is None:
+        return NO_PASSAGE
+    asked = shape.subject + shape.phrase + shape.asked
+    unknown = [t for t in terms.weights if t in terms.oov and _is_noun(t) and len(t) >= 2
+               and occurrences(match_key(t)) == 0 and any(t in a for a in asked)]
+    if unknown:
+        return f"문서에 '{unknown[0]}'에 관한 내용이 없습니다."
+    if shape.numbers and not sup.numbers:
+        return f"관련 구절에 질문의 '{', '.join(p.forms[0] for p in shape.numbers)}'에 해당하는 내용이 없습니다."
+    if not sup.subject and shape.subject:
+        where = match_key(" ".join(p.text for p in passages))
+        absent = [s for s in shape.subject if match_key(s) not in where]
+        if absent:
+            return f"관련 구절이 '{', '.join(absent)}'에 관한 내용이 아닙니다."
+    if not sup.qualifiers and shape.qualifiers:
+        return f"관련 구절에 질문의 조건({', '.join(shape.qualifiers)})에 맞는 내용이 없습니다."
+    if not sup.predicate and shape.predicate:
+        return f"문서는 '{shape.predicate[0]}' 여부를 말하지 않습니다."
+    if not sup.answer_class and shape.answer_class:
+        return f"관련 구절에 질문이 묻는 {_CLASS_SUBJECTS.get(shape.answer_class, '대상이')} 나오지 않습니다."
+    if not sup.type and shape.pattern is not None:
+        return "관련 구절에 질문이 묻는 형태의 답(수치·날짜 등)이 없습니다."
+    return GENERIC

@@ -188,7 +188,7 @@ def compose_picks(shape: QuestionShape, terms: QuestionTerms, scored: list[Score
     return picks
 
 
-def _render(picks: list[_Pick], passages: Sequence[Passage], doc_texts: dict[str, str]) -> tuple[str, list[Citation]]:
+def render_picks(picks: list[_Pick], passages: Sequence[Passage], doc_texts: dict[str, str]) -> tuple[str, list[Citation]]:
     """The answer text and its citations (verified; lines whose citation fails are left out)."""
     planned: list[tuple[_Pick, Citation]] = []
     for pick in picks:
@@ -212,6 +212,18 @@ def _render(picks: list[_Pick], passages: Sequence[Passage], doc_texts: dict[str
         else:
             lines.append(f"{pick.cands[0].display} [{n}]")
     return "\n".join(lines), citations
+
+
+def cited_answer(question: str, picks: list[_Pick], passages: Sequence[Passage], doc_texts: dict[str, str],
+                 timings: dict[str, float], signals: dict[str, float], t0: float) -> Answer:
+    """The answer made of ``picks``, each line cited and verified (declined with the reason
+    when no citation survives the check); ``timings`` gains the time since ``t0``."""
+    text, citations = render_picks(picks, passages, doc_texts)
+    timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
+    if not citations:
+        return Answer(question, NOT_FOUND, False, [], related=list(passages), timings_ms=timings, signals=signals,
+                      reason="인용을 원문과 대조하지 못했습니다.")
+    return Answer(question, text, True, citations, related=list(passages), timings_ms=timings, signals=signals)
 
 
 def compose(question: str, result: SearchResult, retriever: Retriever, policy=None) -> Answer:
@@ -253,9 +265,4 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
         reason = abstain.abstention_reason(policy, signals, shape) if picks else "관련 구절이 없습니다."
         return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
                       reason=reason)
-    text, citations = _render(picks, passages, retriever.doc_texts)
-    timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
-    if not citations:
-        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
-                      reason="인용을 원문과 대조하지 못했습니다.")
-    return Answer(question, text, True, citations, related=passages, timings_ms=timings, signals=signals)
+    return cited_answer(question, picks, passages, retriever.doc_texts, timings, signals, t0)

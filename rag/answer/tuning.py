@@ -64,6 +64,13 @@ OTHER_DOC_MIN_SCORE = 0.6
 LIST_LEAD_WINDOW = 0.9
 LIST_LEAD_DEPTH = 5
 
+# --------------------------------------------------------------------------- learned line (rag.answer.learned_compose)
+
+#: Candidate lines (best lexical score first) that the learned ranker orders and the
+#: evidence checks run on: the line holding the answer is among the first 20 for about
+#: 95% of answerable questions, and each check costs a little.
+POOL_SIZE = 20
+
 # --------------------------------------------------------------------------- abstention signals
 
 #: How many of the best candidates ``best_coverage`` looks at.

@@ -20,6 +20,7 @@ from rag.cli.eval import eval_command
 from rag.cli.index import index_app
 from rag.cli.search import ask_command, search_command
 from rag.cli.serve import serve_command
+from rag.cli.train import train_command
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Korean policy-document Q&A: cited answers from the bundled corpus.")
 app.add_typer(index_app, name="index")
@@ -28,6 +29,7 @@ app.command("ask")(ask_command)
 app.command("serve")(serve_command)
 app.command("eval")(eval_command)
 app.command("calibrate")(calibrate_command)
+app.command("train")(train_command)
 app.command("chat")(chat_command)
 
 

@@ -1,1 +1,1 @@
-"""Evaluation: question sets, retrieval metrics, runs, ablations, reports, the data split and calibration."""
+"""Evaluation: question sets, retrieval metrics, runs, ablations, reports, answer quality, the data split and training."""

@@ -1,0 +1,111 @@
+"""The learned answer line: the same candidates and composition as :mod:`rag.answer.compose`,
+with the first line chosen by the learned ranker and the decision to answer taken by the
+learned answerability model (:mod:`rag.answer.learned`, trained by ``rag train``).
+
+Not the default yet: on grouped cross-validation over the training questions it does not
+beat the hand-set rules (``rag train`` reports both on the same folds), so ``rag ask``
+keeps the rules until it does. :func:`prepare` is also what training describes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rag.answer.abstain import NEVER, decline_reason
+from rag.answer.candidates import Candidate, passage_candidates
+from rag.answer.cite import NOT_FOUND, Answer
+from rag.answer.compose import cited_answer, compose, compose_picks
+from rag.answer.evidence import Support, support
+from rag.answer.features import QuestionContext, line_features, question_features
+from rag.answer.learned import AnswerModels, load_models
+from rag.answer.scoring import Scored, doc_context, part_terms, score_candidates
+from rag.answer.terms import QuestionTerms, idf_table, question_terms
+from rag.answer.tuning import POOL_SIZE
+from rag.errors import AnswerModelError
+from rag.query.shape import QuestionShape, analyse
+from rag.search.retriever import Retriever, SearchResult
+
+
+@dataclass
+class Prepared:
+    """One question's candidates, scored lexically and described for the learned models."""
+
+    context: QuestionContext
+    cands: list[list[Candidate]]  # per passage
+    scored: list[Scored]  # every candidate, lexical order
+    pool: list[Scored]  # the POOL_SIZE best: what the ranker orders
+    supports: list[Support]  # evidence checks of the pool
+    features: np.ndarray  # LINE_FEATURES of the pool
+    rules: Answer  # what the hand-set rules compose (never declining)
+
+    @property
+    def shape(self) -> QuestionShape:
+        return self.context.shape
+
+    @property
+    def terms(self) -> QuestionTerms:
+        return self.context.terms
+
+
+def prepare(question: str, result: SearchResult, retriever: Retriever) -> Prepared:
+    """Read the question once, cut the passages into candidate lines, score them, check
+    the best against the question's shape and describe them (training uses this too)."""
+    passages = result.passages
+    terms = question_terms(question, retriever)
+    shape = analyse(question, retriever.analyzer)
+    cands = [passage_candidates(p, retriever.doc_texts.get(p.doc_id, ""), retriever.analyzer) for p in passages]
+    titles = [doc_context(retriever, p.doc_id) for p in passages]
+    occurrences = idf_table(retriever).occurrences
+    scored = score_candidates(terms, passages, cands, shape.kind, shape.pattern, question)
+    pool = scored[:POOL_SIZE]
+    supports = [support(shape, terms, s.cand, question, titles[s.passage_index], occurrences) for s in pool]
+    rules = compose(question, result, retriever, policy=NEVER)  # the hand-set path's answer, never declined
+    context = QuestionContext(shape, terms, result, result.passage_cosines(retriever.index.vectors),
+                              tuple((c.passage.chunk_id, c.quote_start) for c in rules.citations), rules.signals)
+    return Prepared(context, cands, scored, pool, supports, line_features(context, pool, supports), rules)
+
+
+def compose_learned(question: str, result: SearchResult, retriever: Retriever,
+                    models: AnswerModels | None = None) -> Answer:
+    """Order the candidate lines with the learned ranker, compose one to three cited lines
+    from the best, and answer only when the answerability model says the documents do.
+
+    ``models``: the trained models (default: the artifact in ``rag/data/models``)."""
+    t0 = time.perf_counter()
+    models = models or load_models()
+    if models is None:
+        raise AnswerModelError("no trained answer model in rag/data/models; run `rag train`")
+    prep = prepare(question, result, retriever)
+    shape, terms, passages = prep.shape, prep.terms, result.passages
+    raw = models.ranker.raw_score(prep.features) if prep.pool else np.zeros(0)
+    order = np.argsort(-raw, kind="stable")
+    share = np.exp(raw - raw.max()) / np.exp(raw - raw.max()).sum() if len(raw) else raw
+    # the ranker's order, each line scored by its share of the ranker's belief
+    ranked = [replace(prep.pool[i], score=float(share[i])) for i in order]
+    parts = []
+    for part in shape.parts:
+        pt = part_terms(terms, part.text, retriever)
+        if pt.total > 0:
+            parts.append((pt, score_candidates(pt, passages, prep.cands, part.kind, part.pattern, part.text)))
+    picks = compose_picks(shape, terms, ranked, prep.cands, passages, parts)
+    p_answer = models.answerable_probability(question_features(prep.context, prep.features, raw, order))
+    signals = {"answerable_probability": round(p_answer, 6), "threshold": models.threshold,
+               "top_line_share": round(float(share[order[0]]), 6) if len(order) else 0.0}
+    timings = dict(result.timings_ms)
+    if not picks or p_answer < models.threshold:
+        timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
+        top = order[0] if len(order) else None
+        reason = decline_reason(shape, terms, prep.pool[top].cand if top is not None else None,
+                                prep.supports[top] if top is not None else None, passages,
+                                idf_table(retriever).occurrences)
+        return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
+                      reason=reason)
+    top = prep.pool[order[0]].cand
+    if prep.context.rules_lines[:1] == ((top.chunk_id, top.start),) and prep.rules.answerable:
+        # the ranker agrees with the rules on the first line: keep their lines under it
+        timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
+        return replace(prep.rules, timings_ms=timings, signals=signals, reason="")
+    return cited_answer(question, picks, passages, retriever.doc_texts, timings, signals, t0)
