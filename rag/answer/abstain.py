@@ -46,6 +46,7 @@ and coarse on purpose: a held-out set is scored the same way.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -96,7 +97,7 @@ def compute_signals(terms: "QuestionTerms", shape: "QuestionShape", scored: Sequ
     best_cov = max((weight_of(terms, candidate_hits(terms, s.cand)) for s in scored[:BEST_COVERAGE_DEPTH]), default=0.0)
     texts = [c.own_text + "|" + c.context_text + "|" + match_key(x) for c, x in zip(lines, contexts)]
     full = sum(terms.weights.values())
-    unknown = sum(terms.weights[t] for t in terms.oov if _is_noun(t)) / full if full > 0 else 1.0
+    unknown = math.fsum(terms.weights[t] for t in terms.oov if _is_noun(t)) / full if full > 0 else 1.0
     uniq = list(dict.fromkeys(terms.all_tokens))
     attainable = sum(idf.max_score(t) for t in uniq)
 

@@ -74,7 +74,7 @@ def _question_part(ctx: QuestionContext) -> list[float]:
         *(float(shape.kind == k) for k in ASKED_KINDS), float(shape.is_list), float(shape.two_sources),
         float(len(shape.parts)), float(bool(shape.subject)), float(bool(shape.qualifiers)),
         float(bool(shape.predicate)), *(float(shape.answer_class == c) for c in CLASSES),
-        float(len(terms.weights)), sum(terms.weights[t] for t in terms.oov) / total,
+        float(len(terms.weights)), math.fsum(terms.weights[t] for t in terms.oov) / total,
     ]
 
 
@@ -140,7 +140,7 @@ def question_features(ctx: QuestionContext, lines: np.ndarray, rank_scores: np.n
         top[col["missing_max"]], top[col["missing_share"]], top[col["topic"]], top[col["passage_cos"]],
         ctx.result.dense_top, ctx.result.sparse_top,
         float(lines[:, col["own_cov"]].max()) if len(lines) else 0.0,
-        sum(terms.weights[t] for t in terms.oov) / total, float(subject_oov), float(len(shape.numbers)),
+        math.fsum(terms.weights[t] for t in terms.oov) / total, float(subject_oov), float(len(shape.numbers)),
         *(float(shape.kind == k) for k in ASKED_KINDS), float(shape.is_list), float(bool(shape.subject)),
         float(bool(shape.qualifiers)), float(bool(shape.predicate)), float(shape.answer_class is not None),
         top[col["rules_first"]], *(float(ctx.rule_signals.get(n, 0.0)) for n in RULE_SIGNALS),

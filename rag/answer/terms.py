@@ -174,7 +174,8 @@ def hits(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> set[st
 def weight_of(terms: QuestionTerms, toks: Iterable[str]) -> float:
     """Share of the question's weight carried by ``toks`` (0..1)."""
     total = terms.total
-    return sum(terms.weights.get(t, 0.0) for t in set(toks) if t not in terms.oov) / total if total > 0 else 0.0
+    # fsum: exactly rounded whatever the set's iteration order (which changes per process)
+    return math.fsum(terms.weights.get(t, 0.0) for t in set(toks) if t not in terms.oov) / total if total > 0 else 0.0
 
 
 def coverage(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> float:

@@ -54,6 +54,7 @@ class Item:
     answers: tuple[str, ...]
     doc: str | None
     group: str  # section group of the answer (or of the writer's nearby quote)
+    fresh: bool = False  # from evaluation/train.jsonl: the hand-set rules were never tuned on it
 
 
 @dataclass
@@ -95,7 +96,7 @@ def load_items(doc_texts: dict[str, str], paths: Iterable[Path] = TRAIN_SETS) ->
             key = _group_key(doc_texts, groups, doc, [r.get("quote", "")] + list(answers))
             if key is not None and side_of(*key.split("|", 1)) == "test":
                 continue  # its passage belongs to the sealed side
-            out.append(Item(r["id"], r["question"], answers, doc, key or f"none|{r['id']}"))
+            out.append(Item(r["id"], r["question"], answers, doc, key or f"none|{r['id']}", path == TRAIN_SETS[0]))
     return out
 
 
@@ -124,6 +125,9 @@ def data_hash(examples: list[Example]) -> str:
         h.update(json.dumps([ex.item.id, ex.item.question, ex.item.answers, ex.item.group],
                             ensure_ascii=False).encode("utf-8"))
         h.update(np.round(ex.prepared.features, 9).tobytes())
+        ctx = ex.prepared.context  # what the question-level features are made of, besides the ranker
+        h.update(json.dumps([round(ctx.result.dense_top, 9), round(ctx.result.sparse_top, 9),
+                             {k: round(float(v), 9) for k, v in sorted(ctx.rule_signals.items())}]).encode())
         h.update(ex.labels.tobytes())
     return h.hexdigest()
 
@@ -223,7 +227,7 @@ def composed_figures(retriever: Retriever, examples: list[Example], fold_of: Cal
     perm = np.random.default_rng(SEED).permutation(len(keys))
     fold_index = {keys[j]: i % n_folds for i, j in enumerate(perm)}
     folds = np.array([fold_index[fold_of(ex)] for ex in examples])
-    rows: dict[str, list] = {"learned": [], "rules": []}
+    rows: dict[str, list] = {"learned": [], "rules": [], "learned, fresh questions": [], "rules, fresh questions": []}
 
     def judge(ex: Example, ans) -> tuple:
         first = ans.answer.split("\n")[0] if ans.answerable else ""
@@ -235,8 +239,13 @@ def composed_figures(retriever: Retriever, examples: list[Example], fold_of: Cal
         models = models_from_dict(artifact)
         for ex in (ex for ex, g in zip(examples, folds) if g == f):
             result = retriever.search(ex.item.question, k=5)
-            rows["learned"].append(judge(ex, compose_learned(ex.item.question, result, retriever, models=models)))
-            rows["rules"].append(judge(ex, compose(ex.item.question, result, retriever)))
+            learned = judge(ex, compose_learned(ex.item.question, result, retriever, models=models))
+            rules = judge(ex, compose(ex.item.question, result, retriever))
+            rows["learned"].append(learned)
+            rows["rules"].append(rules)
+            if ex.item.fresh:  # written by helpers who never saw the system; the rules were not tuned on them
+                rows["learned, fresh questions"].append(learned)
+                rows["rules, fresh questions"].append(rules)
     out = {}
     for path, rs in rows.items():
         pos = [r for r in rs if r[0]]
