@@ -8,10 +8,7 @@ from pathlib import Path
 from rich.table import Table
 
 from rag.cli import render
-
-
-def _pct(v: float | None) -> str:
-    return "–" if v is None else f"{100 * v:.1f}%"
+from rag.cli.render import percent
 
 
 def _table(title: str, groups: dict[str, dict]) -> Table:
@@ -19,8 +16,8 @@ def _table(title: str, groups: dict[str, dict]) -> Table:
     for col in ("", "answerable", "answered", "correct", "first line", "unanswerable", "declined", "verbatim"):
         t.add_column(col, justify="right" if col else "left")
     for name, f in groups.items():
-        t.add_row(name, str(f["answerable"]), _pct(f["answered"]), _pct(f["correct"]), _pct(f["first_line_correct"]),
-                  str(f["unanswerable"]), _pct(f["declined"]), _pct(f["citations_verbatim"]))
+        t.add_row(name, str(f["answerable"]), percent(f["answered"]), percent(f["correct"]), percent(f["first_line_correct"]),
+                  str(f["unanswerable"]), percent(f["declined"]), percent(f["citations_verbatim"]))
     return t
 
 

@@ -43,19 +43,6 @@ def _progress() -> Iterator:
         yield report
 
 
-def _check_set(path: Path) -> None:
-    """Exit 2 with one line when ``path`` is not a readable Q/A set."""
-    from rag.eval.evalset import load_qa  # lazy: start-up time (jsonschema)
-
-    try:
-        items = load_qa(path)
-    except OSError as exc:
-        cli_common.fail(f"cannot read {path}: {exc.strerror}", cli_common.EXIT_BAD_INPUT)
-    except (ValueError, UnicodeDecodeError) as exc:
-        cli_common.fail(str(exc).splitlines()[0], cli_common.EXIT_BAD_INPUT)
-    if not items:
-        cli_common.fail(f"{path} holds no questions", cli_common.EXIT_BAD_INPUT)
-
 
 def calibrate_command(
     qa: Path = typer.Option(EVALUATION / "qa.jsonl", "--qa", help="Curated set (JSONL)."),
@@ -84,9 +71,9 @@ def calibrate_command(
             cli_common.fail(f"{DATA_FILE} is not a JSON file ({exc})")
         write_report(report_section(data))
         return
-    _check_set(qa)
+    cli_common.load_question_set(qa)
     if heldout.exists():
-        _check_set(heldout)
+        cli_common.load_question_set(heldout)
     retriever = cli_common.open_retriever()
     try:
         with _progress() as progress:

@@ -30,7 +30,7 @@ from rich.table import Table
 from rag.cli import render as cli_common
 from rag.config import Settings
 from rag.errors import RagError
-from rag.eval.evalset import DEFAULT_QA_PATH, PROJECT_ROOT, load_qa, validate
+from rag.eval.evalset import DEFAULT_QA_PATH, PROJECT_ROOT, validate
 from rag.eval.evalset import load_corpus as load_corpus_texts
 from rag.query.checks import MAX_K, MODES
 
@@ -207,14 +207,7 @@ def eval_command(
     wanted = _parse_modes(mode)
     if not 1 <= k <= MAX_K:
         cli_common.fail(f"k must be a whole number from 1 to {MAX_K}", cli_common.EXIT_BAD_INPUT)
-    try:
-        items = load_qa(set_path)
-    except OSError as exc:
-        cli_common.fail(f"cannot read {set_path}: {exc.strerror}", cli_common.EXIT_BAD_INPUT)
-    except (ValueError, UnicodeDecodeError) as exc:
-        cli_common.fail(str(exc).splitlines()[0], cli_common.EXIT_BAD_INPUT)
-    if not items:
-        cli_common.fail(f"{set_path} holds no questions", cli_common.EXIT_BAD_INPUT)
+    items = cli_common.load_question_set(set_path)
     if answers:
         from rag.cli.answers import run_answers  # lazy: start-up time
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, NoReturn
 
 import typer
@@ -25,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rag.errors import RagError
+from rag.eval.evalset import QAItem, load_qa
 
 if TYPE_CHECKING:
     from rag.answer.cite import Answer
@@ -43,6 +45,24 @@ MODE_HELP = "hybrid (default), bm25 or dense"
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
     raise typer.Exit(code)
+
+
+def percent(share: float | None) -> str:
+    """A share as a table cell: ``95.0%``, or ``–`` when there was nothing to count."""
+    return "–" if share is None else f"{100 * share:.1f}%"
+
+
+def load_question_set(path: Path) -> list[QAItem]:
+    """The questions of a JSONL set, or exit 2 with one line when it is unreadable or empty."""
+    try:
+        items = load_qa(path)
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
+    except (ValueError, UnicodeDecodeError) as exc:
+        fail(str(exc).splitlines()[0], EXIT_BAD_INPUT)
+    if not items:
+        fail(f"{path} holds no questions", EXIT_BAD_INPUT)
+    return items
 
 
 def print_json(obj: object) -> None:

@@ -8,11 +8,8 @@ import typer
 from rich.table import Table
 
 from rag.cli import render
+from rag.cli.render import percent
 from rag.errors import RagError
-
-
-def _pct(v: float) -> str:
-    return f"{100 * v:.1f}%"
 
 
 def train_command(
@@ -45,8 +42,8 @@ def train_command(
             t.add_column(col, justify="right" if col != "protocol" else "left")
         for name, key in (("grouped 5-fold CV (by section)", "cv"), ("leave one document out", "lodo")):
             f = report[key]
-            t.add_row(name, _pct(f["answered"]), _pct(f["correct_answered"]), _pct(f["declined"]),
-                      _pct(f["top_line_correct"]), _pct(f["pool_ceiling"]))
+            t.add_row(name, percent(f["answered"]), percent(f["correct_answered"]), percent(f["declined"]),
+                      percent(f["top_line_correct"]), percent(f["pool_ceiling"]))
         render.out.print(t)
         if "cv_composed" in report:
             c = Table(title="whole answers, grouped 5-fold CV: learned vs the hand-set rules (rag ask today)",
@@ -54,8 +51,8 @@ def train_command(
             for col in ("path", "answered", "correct", "first line correct", "declined"):
                 c.add_column(col, justify="right" if col != "path" else "left")
             for path, f in report["cv_composed"].items():
-                c.add_row(path, _pct(f["answered"]), _pct(f["correct"]), _pct(f["first_line_correct"]),
-                          _pct(f["declined"]))
+                c.add_row(path, percent(f["answered"]), percent(f["correct"]), percent(f["first_line_correct"]),
+                          percent(f["declined"]))
             render.out.print(c)
         for key, title in (("importance_ranker", "ranker"), ("importance_answerable", "answerability")):
             render.out.print(f"{title} features by gain: " + ", ".join(f"{n} {g:.0f}" for n, g in report[key][:8]))

@@ -28,10 +28,10 @@ from rag.answer.features import LINE_FEATURES, QUESTION_FEATURES, question_featu
 from rag.answer.learned import ARTIFACT, ARTIFACT_VERSION, models_from_dict
 from rag.answer.learned_compose import Prepared, compose_learned, prepare
 from rag.config import PROJECT_ROOT
+from rag.eval.answers import contains
 from rag.eval.splits import group_at, section_groups, side_of
 from rag.search.retriever import Retriever
 from rag.text.files import write_json_atomic
-from rag.text.strings import answer_key
 
 TRAIN_SETS = (PROJECT_ROOT / "evaluation" / "train.jsonl", PROJECT_ROOT / "evaluation" / "qa.jsonl",
               PROJECT_ROOT / "evaluation" / "heldout.jsonl")
@@ -100,17 +100,12 @@ def load_items(doc_texts: dict[str, str], paths: Iterable[Path] = TRAIN_SETS) ->
     return out
 
 
-def holds_answer(text: str, answers: Iterable[str]) -> bool:
-    hay = answer_key(text)
-    return any(answer_key(a) and answer_key(a) in hay for a in answers)
-
-
 def collect(retriever: Retriever, items: list[Item], progress: Callable[[int], None] | None = None) -> list[Example]:
     """Retrieve and prepare every question (what ``rag ask`` would see), with line labels."""
     out = []
     for it in items:
         prepared = prepare(it.question, retriever.search(it.question, k=5), retriever)
-        labels = np.array([holds_answer(s.cand.quote + "\n" + s.cand.display, it.answers) if it.answers else False
+        labels = np.array([contains(s.cand.quote + "\n" + s.cand.display, it.answers) if it.answers else False
                            for s in prepared.pool], dtype=np.int32)
         out.append(Example(it, prepared, labels))
         if progress:
@@ -187,17 +182,22 @@ def top_line_correct(ex: Example, scores: np.ndarray) -> bool:
     return bool(len(scores)) and bool(ex.labels[int(np.argmax(scores))])
 
 
+def fold_ids(examples: list[Example], fold_of: Callable[[Example], str], n_folds: int | None) -> np.ndarray:
+    """Each example's fold: the keys of ``fold_of`` dealt into ``n_folds`` folds in a
+    seeded random order (a key never on both sides), or one fold per key when None."""
+    keys = sorted({fold_of(ex) for ex in examples})
+    if n_folds is None:
+        fold_index = {k: i for i, k in enumerate(keys)}
+    else:
+        perm = np.random.default_rng(SEED).permutation(len(keys))
+        fold_index = {keys[j]: i % n_folds for i, j in enumerate(perm)}
+    return np.array([fold_index[fold_of(ex)] for ex in examples])
+
+
 def cross_validate(examples: list[Example], fold_of: Callable[[Example], str], n_folds: int | None = FOLDS) -> dict:
     """Out-of-fold ranker scores and answerability probabilities, grouped by ``fold_of``;
     the figures of the threshold chosen on them."""
-    keys = sorted({fold_of(ex) for ex in examples})
-    if n_folds is None:  # one fold per key (leave one document out)
-        fold_index = {k: i for i, k in enumerate(keys)}
-    else:
-        rng = np.random.default_rng(SEED)
-        perm = rng.permutation(len(keys))
-        fold_index = {keys[j]: i % n_folds for i, j in enumerate(perm)}
-    folds = np.array([fold_index[fold_of(ex)] for ex in examples])
+    folds = fold_ids(examples, fold_of, n_folds)
     scores: list[np.ndarray] = [np.zeros(0)] * len(examples)
     for f in sorted(set(folds)):
         train = [ex for ex, g in zip(examples, folds) if g != f]
@@ -223,16 +223,13 @@ def composed_figures(retriever: Retriever, examples: list[Example], fold_of: Cal
     hand-set rules (``rag ask`` today) answer the same questions. Per path: answered /
     correct (an expected string anywhere in the answer) / first line correct / declined."""
 
-    keys = sorted({fold_of(ex) for ex in examples})
-    perm = np.random.default_rng(SEED).permutation(len(keys))
-    fold_index = {keys[j]: i % n_folds for i, j in enumerate(perm)}
-    folds = np.array([fold_index[fold_of(ex)] for ex in examples])
+    folds = fold_ids(examples, fold_of, n_folds)
     rows: dict[str, list] = {"learned": [], "rules": [], "learned, fresh questions": [], "rules, fresh questions": []}
 
     def judge(ex: Example, ans) -> tuple:
         first = ans.answer.split("\n")[0] if ans.answerable else ""
-        return (ex.answerable, ans.answerable, ans.answerable and holds_answer(ans.answer, ex.item.answers),
-                ans.answerable and holds_answer(first, ex.item.answers))
+        return (ex.answerable, ans.answerable, ans.answerable and contains(ans.answer, ex.item.answers),
+                ans.answerable and contains(first, ex.item.answers))
 
     for f in range(n_folds):
         artifact, _ = fit_artifact([ex for ex, g in zip(examples, folds) if g != f])
