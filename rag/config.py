@@ -38,6 +38,10 @@ EMBED_BATCH_ENV = "RAG_EMBED_BATCH"
 API_KEY_ENV = "RAG_API_KEY"
 #: Comma-separated origins the HTTP API allows (CORS).
 CORS_ORIGINS_ENV = "RAG_CORS_ORIGINS"
+#: Which answer line composes answers: ``learned`` (the trained ranker and answerability
+#: model, :mod:`rag.answer.learned_compose`) or ``rules`` (the hand-set path it replaced).
+ANSWER_LINE_ENV = "RAG_ANSWER_LINE"
+ANSWER_LINES = ("learned", "rules")
 
 
 def _env_path(name: str, default: Path) -> Path:

@@ -162,33 +162,6 @@ class Policy:
                    {k: v for k, v in d.items() if k not in ("gates", "score", "threshold")})
 
 
-_CLASS_WORDS = {"place": "장소", "company": "회사", "org": "기관", "person": "인물", "names": "이름"}
-
-
-def abstention_reason(policy: "Policy", signals: Mapping[str, float], shape: "QuestionShape") -> str:
-    """Why the policy abstains, in one Korean sentence for the user ("" when it answers)."""
-    failed = policy.failed_gates(signals)
-    if "first_numbers" in failed and shape.numbers:
-        missing = ", ".join(p.forms[0] for p in shape.numbers)
-        return f"관련 구절에 질문의 '{missing}'에 해당하는 내용이 없습니다."
-    if "shape" in failed:
-        if not signals.get("subject", 1.0) and shape.subject:
-            return f"관련 구절이 '{', '.join(shape.subject)}'에 관한 내용이 아닙니다."
-        if not signals.get("qualifiers", 1.0) and shape.qualifiers:
-            return f"관련 구절에 질문의 조건({', '.join(shape.qualifiers)})에 맞는 내용이 없습니다."
-        if not signals.get("predicate", 1.0) and shape.predicate:
-            return f"문서는 '{shape.predicate[0]}' 여부를 말하지 않습니다."
-        if not signals.get("answer_class", 1.0) and shape.answer_class:
-            return f"관련 구절에 질문이 묻는 {_CLASS_WORDS.get(shape.answer_class, '대상')}이(가) 나오지 않습니다."
-    if "type_match" in failed:
-        return "관련 구절에 질문이 묻는 형태의 답(수치·날짜 등)이 없습니다."
-    if any(g in failed for g in ("known_subject", "known_nouns")):
-        return "질문의 핵심 낱말이 문서에 나오지 않습니다."
-    if failed or float(signals.get(policy.score, 0.0)) < policy.threshold:
-        return "질문과 충분히 맞는 구절이 없습니다."
-    return ""
-
-
 #: Answers everything: used while calibrating.
 NEVER = Policy({}, "coverage", float("-inf"))
 
@@ -208,7 +181,7 @@ def load_policy(path: Path = DATA_FILE) -> Policy:
         return NEVER
 
 
-# --------------------------------------------------------------------------- reasons for the learned path
+# --------------------------------------------------------------------------- reasons
 
 #: The kinds of name a question may ask for, with the subject particle each takes.
 _CLASS_SUBJECTS = {"place": "장소가", "company": "회사가", "org": "기관이", "person": "인물이", "names": "이름이"}
@@ -218,7 +191,7 @@ GENERIC = "관련 구절이 질문에 답하지 않습니다."
 
 def decline_reason(shape: QuestionShape, terms: QuestionTerms, top: Candidate | None, sup: Support | None,
                    passages: Sequence[Passage], occurrences: Callable[[str], int]) -> str:
-    """Why the learned path declines, in one Korean sentence that is true of the documents:
+    """Why an answer is declined, in one Korean sentence that is true of the documents:
     a question word no document contains (looked for in their text, not only among index
     tokens), numbers the best line lacks, a name no related passage mentions, a
     restriction or yes/no verb the best line does not state, a kind of name it does not show."""

@@ -208,9 +208,9 @@ def render_picks(picks: list[_Pick], passages: Sequence[Passage], doc_texts: dic
         if len(pick.cands) > 1:
             if pick.list_lead:
                 lines.append(f"{pick.list_lead}:")
-            lines.extend(f"- {c.display} [{n}]" for c in pick.cands)
+            lines.extend(f"- {c.shown()} [{n}]" for c in pick.cands)
         else:
-            lines.append(f"{pick.cands[0].display} [{n}]")
+            lines.append(f"{pick.cands[0].shown()} [{n}]")
     return "\n".join(lines), citations
 
 
@@ -262,7 +262,9 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
     timings = dict(result.timings_ms)
     if not picks or policy.abstains(signals):
         timings["compose"] = round((time.perf_counter() - t0) * 1e3, 3)
-        reason = abstain.abstention_reason(policy, signals, shape) if picks else "관련 구절이 없습니다."
+        first = lines[0] if lines else None
+        reason = abstain.decline_reason(shape, terms, first[0] if first else None,
+                                        support_of(*first) if first else None, passages, idf.occurrences)
         return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
                       reason=reason)
     return cited_answer(question, picks, passages, retriever.doc_texts, timings, signals, t0)

@@ -4,14 +4,16 @@ learned line ranker and answerability model (:mod:`rag.answer.learned`).
 Everything here is computed from what the pipeline already has: the question read once
 (:class:`rag.query.shape.QuestionShape`), its weighted terms, the lexical scores of the
 candidates, the evidence checks (:mod:`rag.answer.evidence`) and retrieval (ranks, fused
-scores, and the cosine of the question vector to each passage, from vectors stored at
-index build: nothing is encoded twice). Checks that were hard gates are features here:
+scores), and the cosine of the question vector to each passage and to each candidate
+line, from vectors stored at index build (:mod:`rag.index.line_vectors`): nothing is
+encoded twice, and a paraphrase that shares no word with its line still finds it. Checks that were hard gates are features here:
 the models learn how much each one matters.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -22,6 +24,8 @@ from rag.answer.scoring import Scored
 from rag.answer.terms import QuestionTerms, candidate_hits
 from rag.query.shape import QuestionShape
 from rag.search.retriever import SearchResult
+from rag.text.strings import match_key
+from rag.text.wordlists import load_words
 
 KINDS = ("sentence", "item", "row", "heading")
 ASKED_KINDS = ("number", "date", "definition", "other")
@@ -29,7 +33,7 @@ CLASSES = ("place", "company", "org", "person", "names")
 
 LINE_FEATURES = (
     "lex_score", "lex_rel", "lex_gap", "lex_rank", "own_cov", "ctx_cov",
-    "passage_rank", "passage_score", "passage_cos", "passage_cos_gap",
+    "passage_rank", "passage_score", "passage_cos", "passage_cos_gap", "line_cos", "line_cos_gap", "line_cos_rank",
     *(f"kind_{k}" for k in KINDS), "lead_in", "log_chars", "n_columns",
     "type_asked", "type_match", "numbers_asked", "numbers_own", "numbers_ctx",
     "subject", "qualifiers", "predicate", "answer_class", "complete", "topic",
@@ -43,15 +47,21 @@ LINE_FEATURES = (
 #: answerability model: what the calibrated rules knew, the trees may weigh anew.
 RULE_SIGNALS = ("coverage", "answer_coverage", "best_coverage", "subject_coverage", "numbers", "first_numbers",
                 "known_nouns", "known_subject", "type_match", "subject", "qualifiers", "predicate",
-                "answer_class", "shape", "bm25_ratio")
+                "answer_class", "shape", "bm25_ratio", "declines")
+
+#: Checks of a line against the question that only the answerability model sees (as the
+#: best line's): in the ranker they cost more ranking than they taught (grouped CV).
+#: A near miss often names another year or place than the line it finds.
+CHECK_FEATURES = ("year_conflict", "year_missing", "place_conflict", "place_missing")
 
 QUESTION_FEATURES = (
     "rank_top", "rank_gap", "rank_top_raw", "top_lex_rel", "top_own_cov", "top_ctx_cov", "top_complete",
     "top_subject", "top_qualifiers", "top_predicate", "top_answer_class", "top_type_match", "top_numbers",
-    "top_missing_max", "top_missing_share", "top_topic", "top_passage_cos", "dense_top", "bm25_top",
+    "top_missing_max", "top_missing_share", "top_topic", "top_passage_cos", "top_line_cos", "top_line_cos_gap",
+    "best_line_cos", "dense_top", "bm25_top",
     "best_cov_any", "q_oov_share", "q_oov_subject", "q_numbers", *(f"q_{k}" for k in ASKED_KINDS),
     "q_list", "q_subject", "q_qualifiers", "q_predicate", "q_class", "top_is_rules_first",
-    *(f"rule_{n}" for n in RULE_SIGNALS),
+    *(f"rule_{n}" for n in RULE_SIGNALS), *(f"top_{n}" for n in CHECK_FEATURES),
 )
 
 
@@ -78,9 +88,11 @@ def _question_part(ctx: QuestionContext) -> list[float]:
     ]
 
 
-def line_features(ctx: QuestionContext, scored: Sequence[Scored], supports: Sequence[Support | None]) -> np.ndarray:
+def line_features(ctx: QuestionContext, scored: Sequence[Scored], supports: Sequence[Support | None],
+                  line_cos: np.ndarray) -> np.ndarray:
     """One row of :data:`LINE_FEATURES` per candidate in ``scored`` (best lexical first);
-    ``supports[i]`` is None where the evidence checks were not run (coded as -1)."""
+    ``supports[i]`` is None where the evidence checks were not run (coded as -1);
+    ``line_cos[i]`` is the cosine of the question vector to candidate ``i``'s line vector."""
     shape, terms = ctx.shape, ctx.terms
     best = scored[0].score if scored else 0.0
     total = terms.total or 1.0
@@ -88,6 +100,8 @@ def line_features(ctx: QuestionContext, scored: Sequence[Scored], supports: Sequ
     cos_top = max(ctx.passage_cos, default=0.0)
     passages = ctx.result.passages
     top_score = passages[0].score if passages else 0.0
+    best_line = float(line_cos.max()) if len(line_cos) else 0.0
+    line_rank = np.argsort(np.argsort(-line_cos, kind="stable"), kind="stable")
     rows = []
     for i, s in enumerate(scored):
         c = s.cand
@@ -102,6 +116,7 @@ def line_features(ctx: QuestionContext, scored: Sequence[Scored], supports: Sequ
         rows.append([
             s.score, s.score / best if best > 0 else 0.0, best - s.score, math.log1p(i), s.own_cov, s.ctx_cov,
             float(s.passage_index), p.score / top_score if top_score > 0 else 0.0, pcos, cos_top - pcos,
+            float(line_cos[i]), best_line - float(line_cos[i]), math.log1p(float(line_rank[i])),
             *(float(c.kind == k) for k in KINDS), float(c.display.endswith(":")), math.log1p(len(c.display)),
             float(len(c.columns)),
             float(shape.pattern is not None), float(shape.pattern is not None and type_matches(shape.pattern, c)),
@@ -116,9 +131,39 @@ def line_features(ctx: QuestionContext, scored: Sequence[Scored], supports: Sequ
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(LINE_FEATURES))
 
 
-def question_features(ctx: QuestionContext, lines: np.ndarray, rank_scores: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """The :data:`QUESTION_FEATURES` of one question, from its line features, the ranker's
-    raw scores and the order they give (best first)."""
+_YEAR_RE = re.compile(r"(?<!\d)(20\d{2})\s*년|['’‘](\d{2})(?!\d)")
+
+
+def years_in(text: str) -> set[int]:
+    """The years a text names: "2025년", "'25", "’25년"."""
+    return {int(full) if full else 2000 + int(short) for full, short in _YEAR_RE.findall(text)}
+
+
+def places_in(key: str) -> set[str]:
+    """The places of ``rag/data/words/places.txt`` in a :func:`match_key` text."""
+    return {p for p in load_words("places") if p in key}
+
+
+def line_checks(question: str, scored: Sequence[Scored]) -> np.ndarray:
+    """One row of :data:`CHECK_FEATURES` per candidate: whether the line (with its context)
+    names other years / places than the question and none of the question's."""
+    q_years, q_places = years_in(question), places_in(match_key(question))
+    rows = []
+    for s in scored:
+        c = s.cand
+        text = c.own_text + "|" + match_key(c.display) + "|" + c.context_text
+        years, places = years_in(text), places_in(text)
+        rows.append([float(bool(q_years) and bool(years) and q_years.isdisjoint(years)),
+                     float(bool(q_years) and q_years.isdisjoint(years)),
+                     float(bool(q_places) and bool(places) and q_places.isdisjoint(places)),
+                     float(bool(q_places) and q_places.isdisjoint(places))])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(CHECK_FEATURES))
+
+
+def question_features(ctx: QuestionContext, lines: np.ndarray, checks: np.ndarray, rank_scores: np.ndarray,
+                      order: np.ndarray) -> np.ndarray:
+    """The :data:`QUESTION_FEATURES` of one question, from its line features and checks,
+    the ranker's raw scores and the order they give (best first)."""
     col = {name: i for i, name in enumerate(LINE_FEATURES)}
     shape, terms = ctx.shape, ctx.terms
     if len(order) == 0:
@@ -138,10 +183,12 @@ def question_features(ctx: QuestionContext, lines: np.ndarray, rank_scores: np.n
         top[col["subject"]], top[col["qualifiers"]], top[col["predicate"]], top[col["answer_class"]],
         top[col["type_match"]] - top[col["type_asked"]], top[col["numbers_ctx"]],
         top[col["missing_max"]], top[col["missing_share"]], top[col["topic"]], top[col["passage_cos"]],
+        top[col["line_cos"]], top[col["line_cos_gap"]], float(lines[:, col["line_cos"]].max()) if len(lines) else 0.0,
         ctx.result.dense_top, ctx.result.sparse_top,
         float(lines[:, col["own_cov"]].max()) if len(lines) else 0.0,
         math.fsum(terms.weights[t] for t in terms.oov) / total, float(subject_oov), float(len(shape.numbers)),
         *(float(shape.kind == k) for k in ASKED_KINDS), float(shape.is_list), float(bool(shape.subject)),
         float(bool(shape.qualifiers)), float(bool(shape.predicate)), float(shape.answer_class is not None),
         top[col["rules_first"]], *(float(ctx.rule_signals.get(n, 0.0)) for n in RULE_SIGNALS),
+        *(checks[order[0]] if len(order) else np.zeros(len(CHECK_FEATURES))),
     ], dtype=np.float64)

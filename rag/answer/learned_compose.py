@@ -14,12 +14,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.answer.abstain import NEVER, decline_reason
+from rag.answer.abstain import NEVER, decline_reason, load_policy
 from rag.answer.candidates import Candidate, passage_candidates
 from rag.answer.cite import NOT_FOUND, Answer
 from rag.answer.compose import cited_answer, compose, compose_picks
 from rag.answer.evidence import Support, support
-from rag.answer.features import QuestionContext, line_features, question_features
+from rag.answer.features import QuestionContext, line_checks, line_features, question_features
 from rag.answer.learned import AnswerModels, load_models
 from rag.answer.scoring import Scored, doc_context, part_terms, score_candidates
 from rag.answer.terms import QuestionTerms, idf_table, question_terms
@@ -39,6 +39,7 @@ class Prepared:
     pool: list[Scored]  # the POOL_SIZE best: what the ranker orders
     supports: list[Support]  # evidence checks of the pool
     features: np.ndarray  # LINE_FEATURES of the pool
+    checks: np.ndarray  # CHECK_FEATURES of the pool
     rules: Answer  # what the hand-set rules compose (never declining)
 
     @property
@@ -63,9 +64,12 @@ def prepare(question: str, result: SearchResult, retriever: Retriever) -> Prepar
     pool = scored[:POOL_SIZE]
     supports = [support(shape, terms, s.cand, question, titles[s.passage_index], occurrences) for s in pool]
     rules = compose(question, result, retriever, policy=NEVER)  # the hand-set path's answer, never declined
+    rule_signals = {**rules.signals, "declines": float(load_policy().abstains(rules.signals))}
     context = QuestionContext(shape, terms, result, result.passage_cosines(retriever.index.vectors),
-                              tuple((c.passage.chunk_id, c.quote_start) for c in rules.citations), rules.signals)
-    return Prepared(context, cands, scored, pool, supports, line_features(context, pool, supports), rules)
+                              tuple((c.passage.chunk_id, c.quote_start) for c in rules.citations), rule_signals)
+    line_cos = retriever.index.lines.cosines([(s.cand.chunk_id, s.cand.start) for s in pool], result.query_vector)
+    return Prepared(context, cands, scored, pool, supports, line_features(context, pool, supports, line_cos),
+                    line_checks(question, pool), rules)
 
 
 def compose_learned(question: str, result: SearchResult, retriever: Retriever,
@@ -77,7 +81,7 @@ def compose_learned(question: str, result: SearchResult, retriever: Retriever,
     t0 = time.perf_counter()
     models = models or load_models()
     if models is None:
-        raise AnswerModelError("no trained answer model in rag/data/models; run `rag train`")
+        raise AnswerModelError("학습된 답변 모델이 rag/data/models에 없습니다; `rag train`으로 만드세요")
     prep = prepare(question, result, retriever)
     shape, terms, passages = prep.shape, prep.terms, result.passages
     raw = models.ranker.raw_score(prep.features) if prep.pool else np.zeros(0)
@@ -91,7 +95,7 @@ def compose_learned(question: str, result: SearchResult, retriever: Retriever,
         if pt.total > 0:
             parts.append((pt, score_candidates(pt, passages, prep.cands, part.kind, part.pattern, part.text)))
     picks = compose_picks(shape, terms, ranked, prep.cands, passages, parts)
-    p_answer = models.answerable_probability(question_features(prep.context, prep.features, raw, order))
+    p_answer = models.answerable_probability(question_features(prep.context, prep.features, prep.checks, raw, order))
     signals = {"answerable_probability": round(p_answer, 6), "threshold": models.threshold,
                "top_line_share": round(float(share[order[0]]), 6) if len(order) else 0.0}
     timings = dict(result.timings_ms)

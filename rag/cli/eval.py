@@ -2,8 +2,8 @@
 
 Registered on the app in :mod:`rag.cli.main`. All the work is done by
 :mod:`rag.eval.evaluate` (the core); this face parses options, shows a progress bar on stderr,
-prints rich tables (or ``--json``) on stdout, and writes ``evaluation/report.md`` (only
-between its retrieval markers) and ``evaluation/last_run.json``.
+prints rich tables (or ``--json``) on stdout, and, only when asked (``--write-report``),
+writes ``evaluation/report.md`` (between its retrieval markers) and ``evaluation/last_run.json``.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def _parse_modes(values: Optional[List[str]]) -> Optional[set[str]]:
     modes = [m.strip() for v in values for m in v.split(",") if m.strip()]
     bad = [m for m in modes if m not in MODES]
     if bad or not modes:
-        cli_common.fail(f"unknown mode {', '.join(map(repr, bad)) or '(none)'}; choose from {', '.join(MODES)}",
+        cli_common.fail(f"알 수 없는 검색 모드입니다: {', '.join(map(repr, bad)) or '(없음)'}; {', '.join(MODES)} 중에서 고르세요",
                         cli_common.EXIT_BAD_INPUT)
     return set(modes)
 
@@ -199,14 +199,14 @@ def eval_command(
     show_failures: bool = typer.Option(False, "--failures", help="List questions missed at k=5 with the top 3 passages."),
     compare_to: Optional[Path] = typer.Option(None, "--compare", help="An earlier --json run: print deltas against it."),
     ablations: Optional[bool] = typer.Option(None, "--ablations/--no-ablations", help="Run the ablation table (default: when writing the report)."),
-    report: Optional[bool] = typer.Option(None, "--report/--no-report", help="Write evaluation/report.md and last_run.json (default: for the default set)."),
+    report: bool = typer.Option(False, "--write-report/--no-report", help="Also write the tracked evaluation/report.md and last_run.json (never by default)."),
     answers: bool = typer.Option(False, "--answers", help="Answer quality instead: answered, correct, declined, citations (as rag ask answers)."),
 ) -> None:
     """Retrieval evaluation: hit@k, MRR, nDCG, section hits and latency per mode, type and
     document; with --answers, the quality of the answers themselves."""
     wanted = _parse_modes(mode)
     if not 1 <= k <= MAX_K:
-        cli_common.fail(f"k must be a whole number from 1 to {MAX_K}", cli_common.EXIT_BAD_INPUT)
+        cli_common.fail(f"k는 1부터 {MAX_K}까지의 정수여야 합니다", cli_common.EXIT_BAD_INPUT)
     items = cli_common.load_question_set(set_path)
     if answers:
         from rag.cli.answers import run_answers  # lazy: start-up time
@@ -225,8 +225,6 @@ def eval_command(
             old = ev.load_payload(compare_to)
         except ValueError as exc:
             cli_common.fail(str(exc), cli_common.EXIT_BAD_INPUT)
-    is_default_set = Path(set_path).resolve() == DEFAULT_QA_PATH.resolve()
-    report = is_default_set if report is None else report
     ablations = report if ablations is None else ablations
 
     settings = Settings()

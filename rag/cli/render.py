@@ -6,11 +6,12 @@ Kept apart from rag.cli.main so that command modules never import the entry-poin
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, NoReturn
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
 
 import typer
 from rich.console import Console
@@ -24,9 +25,11 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperCommand, TyperGroup
 
 from rag.errors import RagError
 from rag.eval.evalset import QAItem, load_qa
+from rag.ingest.lines import clean_display
 
 if TYPE_CHECKING:
     from rag.answer.cite import Answer
@@ -42,9 +45,56 @@ EXIT_FAILURE = 1
 MODE_HELP = "hybrid (default), bm25 or dense"
 
 
+#: What every error line on stderr starts with.
+ERROR_PREFIX = "오류:"
+
+
+def print_error(message: str) -> None:
+    """``오류: message`` on stderr as exactly one line: never wrapped, never read as markup."""
+    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    err.print(Text.assemble((ERROR_PREFIX, "bold red"), " ", one_line), soft_wrap=True, highlight=False)
+
+
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    """Print ``message`` as one error line and exit with ``code``."""
+    print_error(message)
     raise typer.Exit(code)
+
+
+_OS_REASONS = {
+    errno.ENOENT: "파일이 없습니다",
+    errno.EACCES: "읽을 권한이 없습니다",
+    errno.EPERM: "읽을 권한이 없습니다",
+    errno.EISDIR: "파일이 아니라 폴더입니다",
+    errno.ENOTDIR: "경로 중간에 폴더가 아닌 것이 있습니다",
+}
+
+
+def os_reason(exc: OSError) -> str:
+    """Why a file could not be read, in Korean (the system's own words when unusual)."""
+    return _OS_REASONS.get(exc.errno or 0) or str(exc.strerror or exc)
+
+
+def _flags_take_no_value(params: list[Any]) -> list[Any]:
+    """Blank the type label of flag options, so help shows ``--json``, not ``--json <bool>``."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class FlagCommand(TyperCommand):
+    """A typer command whose help shows boolean options as flags (typer 0.29 labels them ``<bool>``)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
+
+
+class FlagGroup(TyperGroup):
+    """A typer command group whose help shows boolean options as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_take_no_value(super().get_params(ctx))
 
 
 def percent(share: float | None) -> str:
@@ -57,11 +107,13 @@ def load_question_set(path: Path) -> list[QAItem]:
     try:
         items = load_qa(path)
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
-    except (ValueError, UnicodeDecodeError) as exc:
+        fail(f"질문 파일을 읽을 수 없습니다: {path} ({os_reason(exc)})", EXIT_BAD_INPUT)
+    except UnicodeDecodeError as exc:
+        fail(f"질문 파일이 올바른 UTF-8이 아닙니다: {path} (바이트 {exc.start})", EXIT_BAD_INPUT)
+    except ValueError as exc:
         fail(str(exc).splitlines()[0], EXIT_BAD_INPUT)
     if not items:
-        fail(f"{path} holds no questions", EXIT_BAD_INPUT)
+        fail(f"질문 파일에 질문이 없습니다: {path}", EXIT_BAD_INPUT)
     return items
 
 
@@ -73,7 +125,7 @@ def print_json(obj: object) -> None:
 @contextmanager
 def progress_bar() -> Iterator:
     """A rich progress bar on stderr fed by the core's ``progress(stage, advance, total)``."""
-    labels = {"chunk": "문서 분할", "analyse": "형태소 분석", "embed": "임베딩"}
+    labels = {"chunk": "문서 분할", "analyse": "형태소 분석", "embed": "임베딩", "embed lines": "줄 임베딩"}
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as bar:
         tasks: dict[str, int] = {}
@@ -95,6 +147,16 @@ def open_retriever() -> Retriever:
             return Retriever.open(progress=report, notice=lambda m: err.print(f"[yellow]{m}[/]"))
     except RagError as exc:
         fail(str(exc))
+
+
+#: How much of a related passage a decline shows (characters).
+SNIPPET_CHARS = 160
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """A passage's text on one line (markdown marks and line breaks removed), cut at ``limit``."""
+    flat = clean_display(text.replace("\t", " | ").replace("#", ""))
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def section_cell(p: Passage) -> str:
@@ -127,3 +189,4 @@ def print_answer(ans: Answer) -> None:
         out.print("[dim]관련 있을 수 있는 구절:[/]")
         for p in ans.related[:3]:
             out.print(Text(f"- {p.doc_title} · {p.section or '(문서 첫머리)'} · {p.doc_id} [{p.start}:{p.end}]", style="dim"))
+            out.print(Text(f"  {snippet(p.text)}"))

@@ -24,6 +24,7 @@ from rag.errors import (
     IndexStoreError,
 )
 from rag.index.dense import DenseIndex
+from rag.index.line_vectors import LineTable, corpus_lines, embedded_text, line_key
 from rag.index.sparse import SparseIndex
 from rag.index.spec import INDEX_FORMAT, MANIFEST, BuildSpec, LoadedIndex, Progress
 from rag.index.store import (
@@ -48,14 +49,15 @@ def text_key(chunk: Chunk, use_prefixes: bool) -> str:
 
 
 def previous_vectors(index_dir: Path, model: str, use_prefixes: bool) -> dict[str, np.ndarray]:
-    """Embeddings of the published build, by chunk text, when it used the same model."""
+    """Embeddings of the published build, by chunk or line text, when it used the same model."""
     try:
         old = load_index(index_dir)
     except IndexStoreError:
         return {}
     if old.model != model or old.manifest["spec"]["use_prefixes"] != use_prefixes:
         return {}
-    return {text_key(c, use_prefixes): np.array(old.vectors[i]) for i, c in enumerate(old.chunks)}
+    return {**old.lines.reusable(),
+            **{text_key(c, use_prefixes): np.array(old.vectors[i]) for i, c in enumerate(old.chunks)}}
 
 
 def chunk_corpus(docs: list[Document], cfg: ChunkingConfig, count_tokens: Callable[[str], int] | None) -> list[Chunk]:
@@ -66,8 +68,8 @@ def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, p
                     reuse: dict[str, np.ndarray] | None = None, batch_size: int = DEFAULT_EMBED_BATCH) -> LoadedIndex:
     """Chunk, analyse, embed and index ``docs`` without touching disk (``path`` is None).
 
-    ``reuse`` maps :func:`text_key` → vector; chunks found there are not embedded again.
-    The evaluation's ablations build their variants this way.
+    ``reuse`` maps :func:`text_key` / :func:`line_key` → vector; chunks and lines found
+    there are not embedded again. The evaluation's ablations build their variants this way.
     """
     started = time.perf_counter()
     report = progress or (lambda stage, advance, total: None)
@@ -81,28 +83,48 @@ def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, p
 
     reuse = reuse or {}
     keys = [text_key(c, spec.use_prefixes) for c in chunks]
-    todo = [i for i, k in enumerate(keys) if k not in reuse]
-    vectors = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-    for i, k in enumerate(keys):
-        if k in reuse:
-            vectors[i] = reuse[k]
-    report("embed", len(chunks) - len(todo), len(chunks))
-    if todo:
-        vectors[todo] = embedder.encode_passages([chunks[i].index_text for i in todo], batch_size=batch_size,
-                                                 progress=lambda n: report("embed", n, len(chunks)))
+    vectors, fresh = _embed(embedder, [c.index_text for c in chunks], keys, reuse, batch_size,
+                            lambda n, total: report("embed", n, total))
+
+    lines = corpus_lines(chunks, {d.doc_id: d.text for d in docs})
+    line_texts = [embedded_text(ln) for _, ln in lines]
+    line_keys = [line_key(t, spec.use_prefixes) for t in line_texts]
+    line_vectors, fresh_lines = _embed(embedder, line_texts, line_keys, reuse, batch_size,
+                                       lambda n, total: report("embed lines", n, total))
     manifest = {
         "format": INDEX_FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "corpus": corpus_fingerprint(docs),
         "spec": spec.describe(embedder.model_id),
         "n_chunks": len(chunks),
-        "reembedded": len(todo),
+        "n_lines": len(lines),
+        "reembedded": fresh,
+        "reembedded_lines": fresh_lines,
         "build_seconds": round(time.perf_counter() - started, 2),
     }
     return LoadedIndex(
         path=None, manifest=manifest, chunks=chunks, docs={d.doc_id: d.meta() for d in docs},
         sparse=SparseIndex.build(tokens, spec.bm25), dense=DenseIndex.build(vectors, spec.dense_kind), vectors=vectors,
+        lines=LineTable([(c.chunk_id, ln.start) for c, ln in lines], line_keys, line_vectors),
     )
+
+
+def _embed(embedder, texts: list[str], keys: list[str], reuse: dict[str, np.ndarray], batch_size: int,
+           report: Callable[[int, int], None]) -> tuple[np.ndarray, int]:
+    """Passage vectors of ``texts`` (those whose key is in ``reuse`` are not embedded
+    again) and how many were embedded; ``report(advance, total)`` as they are done."""
+    vectors = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    todo = []
+    for i, k in enumerate(keys):
+        if k in reuse:
+            vectors[i] = reuse[k]
+        else:
+            todo.append(i)
+    report(len(texts) - len(todo), len(texts))  # progress advances by counts
+    if todo:
+        vectors[todo] = embedder.encode_passages([texts[i] for i in todo], batch_size=batch_size,
+                                                 progress=lambda n: report(n, len(texts)))
+    return vectors, len(todo)
 
 
 def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
@@ -118,7 +140,7 @@ def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pro
     with build_lock(index_dir):
         docs = load_corpus(settings.corpus_dir) if docs is None else docs
         if not docs:
-            raise IndexStoreError(f"the corpus in {settings.corpus_dir} lists no documents")
+            raise IndexStoreError(f"코퍼스 {settings.corpus_dir}의 목록에 문서가 없습니다")
         embedder = embedder or Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
         analyzer = analyzer or get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
         built = build_in_memory(docs, spec, embedder, analyzer, progress,
@@ -138,6 +160,7 @@ def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pro
             built.sparse.save(tmp / "bm25")
             built.dense.save(tmp / "dense.faiss")
             np.save(tmp / "vectors.npy", built.vectors)
+            built.lines.save(tmp)
             manifest = {**built.manifest, "build_seconds": round(time.perf_counter() - started, 2),
                         "files": file_digests(tmp)}
             write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), fsync=True)
@@ -161,13 +184,13 @@ def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pr
         reasons = stale_reasons(index.manifest, settings, spec, docs)
         if not reasons:
             return index
-        why = "index is stale (" + "; ".join(reasons[:3]) + ")"
+        why = "색인이 최신이 아닙니다 (" + "; ".join(reasons[:3]) + ")"
     except IndexMissingError:
-        why = "no index yet"
+        why = "색인이 아직 없습니다"
     except IndexCorruptError as exc:
         why = str(exc).split(";")[0]
     if notice:
-        notice(f"{why}: building it now")
+        notice(f"{why}: 지금 만듭니다")
     try:
         return build_index(settings, spec, progress, embedder=embedder, analyzer=analyzer, docs=docs)
     except IndexBusyError:

@@ -10,18 +10,21 @@ from typing import Callable
 import numpy as np
 
 from rag.index.dense import DenseIndex
+from rag.index.line_vectors import LINE_KEYS, LINE_VECTORS, LINES_VERSION, LineTable
 from rag.index.sparse import BM25Params, SparseIndex
 from rag.ingest.chunking import CHUNKER_VERSION, ChunkingConfig
 from rag.text.korean import analyzer_fingerprint
 from rag.types import Chunk
 
-INDEX_FORMAT = 1
+#: 2: line vectors (:mod:`rag.index.line_vectors`) joined the artifacts.
+INDEX_FORMAT = 2
 
 
 MANIFEST = "manifest.json"
 
 
-REQUIRED_FILES = ("manifest.json", "chunks.jsonl", "docs.json", "dense.faiss", "vectors.npy", "bm25")
+REQUIRED_FILES = ("manifest.json", "chunks.jsonl", "docs.json", "dense.faiss", "vectors.npy", "bm25",
+                  LINE_VECTORS, LINE_KEYS)
 
 
 #: ``progress(stage, advance, total)``: the faces turn this into a progress bar.
@@ -47,6 +50,7 @@ class BuildSpec:
     def describe(self, model: str) -> dict:
         return {
             "chunker_version": CHUNKER_VERSION,
+            "lines_version": LINES_VERSION,
             "chunking": asdict(self.chunking),
             "analyzer": {**asdict(self.analyzer), "fingerprint": analyzer_fingerprint()},
             "bm25": asdict(self.bm25),
@@ -58,7 +62,8 @@ class BuildSpec:
 
 @dataclass
 class LoadedIndex:
-    """A published build, ready to search; rows of every artifact line up with ``chunks``."""
+    """A published build, ready to search; rows of every chunk artifact line up with
+    ``chunks``; ``lines`` holds the vectors of the chunks' answer lines."""
 
     path: Path | None  # None for an in-memory build
     manifest: dict
@@ -67,6 +72,7 @@ class LoadedIndex:
     sparse: SparseIndex
     dense: DenseIndex
     vectors: np.ndarray
+    lines: LineTable
 
     @property
     def model(self) -> str:

@@ -37,6 +37,7 @@ from rag.errors import (
     IndexMissingError,
 )
 from rag.index.dense import DenseIndex
+from rag.index.line_vectors import LineTable
 from rag.index.sparse import BM25Params, SparseIndex
 from rag.index.spec import (
     INDEX_FORMAT,
@@ -70,7 +71,7 @@ def build_lock(index_dir: Path, wait: bool = False, timeout: float = 600.0) -> I
                     fh.seek(0)
                     holder = fh.read().strip() or "?"
                     raise IndexBusyError(
-                        f"another process (pid {holder}) is building the index in {index_dir}; try again when it finishes"
+                        f"다른 프로세스(pid {holder})가 {index_dir}에서 색인을 만들고 있습니다; 끝난 뒤 다시 시도하세요"
                     ) from None
                 time.sleep(0.2)
         fh.seek(0)
@@ -112,7 +113,7 @@ def read_manifest(index_dir: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise IndexCorruptError(f"index manifest {path} is unreadable ({exc}); run `rag index build`") from exc
+        raise IndexCorruptError(f"색인 매니페스트를 읽을 수 없습니다: {path} ({exc}); `rag index build`로 다시 만드세요") from exc
 
 
 def load_index(index_dir: Path, verify: bool = False) -> LoadedIndex:
@@ -122,20 +123,21 @@ def load_index(index_dir: Path, verify: bool = False) -> LoadedIndex:
     """
     manifest = read_manifest(index_dir)
     if manifest is None:
-        raise IndexMissingError(f"no index in {index_dir}; run `rag index build`")
+        raise IndexMissingError(f"색인이 없습니다: {index_dir}; `rag index build`로 만드세요")
     folder = _current(index_dir).resolve()
-    bad = lambda why: IndexCorruptError(f"index in {folder} is corrupt: {why}; run `rag index build`")  # noqa: E731
+    bad = lambda why: IndexCorruptError(f"색인이 손상되었습니다: {folder} ({why}); `rag index build`로 다시 만드세요")  # noqa: E731
     if manifest.get("format") != INDEX_FORMAT:
-        raise bad(f"format {manifest.get('format')} (expected {INDEX_FORMAT})")
+        raise IndexCorruptError(f"색인이 다른 형식으로 만들어졌습니다: {folder} (형식 {manifest.get('format')}, "
+                                f"이 버전의 형식 {INDEX_FORMAT}); `rag index build`로 다시 만드세요")
     for name in REQUIRED_FILES:
         if not (folder / name).exists():
-            raise bad(f"{name} is missing")
+            raise bad(f"{name} 파일이 없습니다")
     for name, info in manifest.get("files", {}).items():
         p = folder / name
         if not p.is_file() or p.stat().st_size != info["bytes"]:
-            raise bad(f"{name} has the wrong size")
+            raise bad(f"{name} 파일의 크기가 맞지 않습니다")
         if verify and _sha256(p) != info["sha256"]:
-            raise bad(f"{name} does not match its checksum")
+            raise bad(f"{name} 파일의 체크섬이 맞지 않습니다")
     try:
         chunks = [Chunk.from_dict(json.loads(line)) for line in
                   (folder / "chunks.jsonl").read_text(encoding="utf-8").splitlines() if line]
@@ -144,12 +146,15 @@ def load_index(index_dir: Path, verify: bool = False) -> LoadedIndex:
         sparse = SparseIndex.load(folder / "bm25", BM25Params(**spec["bm25"]))
         dense = DenseIndex.load(folder / "dense.faiss")
         vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        lines = LineTable.load(folder)
     except Exception as exc:  # any parse or load failure means the same thing to the user
         raise bad(f"{type(exc).__name__}: {exc}") from exc
     n = len(chunks)
     if not (n == sparse.size == dense.size == len(vectors) == manifest.get("n_chunks")):
-        raise bad(f"artifact sizes disagree (chunks {n}, bm25 {sparse.size}, faiss {dense.size}, vectors {len(vectors)})")
-    return LoadedIndex(folder, manifest, chunks, docs, sparse, dense, vectors)
+        raise bad(f"산출물 크기가 서로 다릅니다: chunks {n}, bm25 {sparse.size}, faiss {dense.size}, vectors {len(vectors)}")
+    if len(lines) != len(lines.vectors) or len(lines) != manifest.get("n_lines"):
+        raise bad(f"줄 벡터 수가 맞지 않습니다: 키 {len(lines)}, 벡터 {len(lines.vectors)}")
+    return LoadedIndex(folder, manifest, chunks, docs, sparse, dense, vectors, lines)
 
 
 def stale_reasons(manifest: dict, settings: Settings, spec: BuildSpec, docs: list[Document] | None = None) -> list[str]:
@@ -159,15 +164,15 @@ def stale_reasons(manifest: dict, settings: Settings, spec: BuildSpec, docs: lis
     built, now = manifest.get("corpus", {}), corpus_fingerprint(docs)
     for doc_id in sorted(set(built) | set(now)):
         if doc_id not in now:
-            reasons.append(f"document {doc_id} was removed")
+            reasons.append(f"문서 {doc_id} 삭제됨")
         elif doc_id not in built:
-            reasons.append(f"document {doc_id} was added")
+            reasons.append(f"문서 {doc_id} 추가됨")
         elif built[doc_id] != now[doc_id]:
-            reasons.append(f"document {doc_id} changed")
+            reasons.append(f"문서 {doc_id} 변경됨")
     want = spec.describe(settings.model)
     for key, value in want.items():
         if manifest.get("spec", {}).get(key) != json.loads(json.dumps(value)):
-            reasons.append(f"{key} changed")
+            reasons.append(f"설정 {key} 변경됨")
     return reasons
 
 

@@ -14,7 +14,7 @@ line must show to answer it, beyond sharing its words:
   word, "ASML '22년 매출액?", is all phrase); ``asked`` — the noun right after 어느/몇
   ("어느 *도시*");
 * ``qualifiers`` — restrictive words whose meaning the answer must carry: 최대, 평균,
-  per-unit (기업당, 한 곳당), 연간, 초대, 처음, 완전히, "before the change" (…늘리기 전에는),
+  기업당 (기업당, 한 곳당), 연간, 초대, 처음, 완전히, "before the change" (…늘리기 전에는),
   "so far" (지금까지) — "the budget of a programme" does not answer "how much one company
   gets", and a target for 2027 does not say how many have been chosen so far;
 * ``predicate`` — for a yes/no question ending in a Sino-Korean verb ("예비타당성조사를
@@ -183,7 +183,7 @@ QUALIFIERS: dict[str, tuple[str, str]] = {
     "최대": (r"최대|최고\s*한도|한도", r"최대|최고|한도|상한|까지|이내"),
     "최소": (r"최소", r"최소|이상|하한"),
     "평균": (r"평균(?!\s*(?:과|와|보다|이랑|하고|에\s*비해))", r"평균|CAGR"),
-    "per-unit": (r"(?:기업|업체|회사|곳|개사|社|명|인|사람|과제|건|가구|\d)당(?![가-힣])|"
+    "기업당": (r"(?:기업|업체|회사|곳|개사|社|명|인|사람|과제|건|가구|\d)당(?![가-힣])|"
                  r"한\s*(?:곳|개사|기업|회사|업체|명|사람)(?:당|에|이|마다)|하나(?:당|에|마다)|"
                  r"하루에|하루\s*(?:당|에|이용)|시간당",
                  r"(?<=[가-힣\d)])당|/\s*(?:개사|社|사|곳|기업|명|인|과제|개|년|연|일|시간)\b|마다|per\b|하루|1일"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from rag.answer.features import LINE_FEATURES, QUESTION_FEATURES
+from rag.answer.features import CHECK_FEATURES, LINE_FEATURES, QUESTION_FEATURES
 from rag.answer.learned import ARTIFACT, TreeEnsemble, load_models
 from rag.answer.learned_compose import compose_learned, prepare
 from rag.eval import train
@@ -83,6 +83,29 @@ def test_features_of_real_candidates(retriever):
     cos = prep.context.passage_cos
     assert len(cos) == len(result.passages) and all(-1.0 <= c <= 1.0 for c in cos)
     assert max(cos) <= result.dense_top + 1e-4  # the best cosine of all chunks bounds these five
+    # line cosines: the retrieval vector against each line's stored vector, never re-encoded
+    lc = x[:, col["line_cos"]]
+    assert np.all((lc > 0.5) & (lc <= 1.0))
+    keys = [(s.cand.chunk_id, s.cand.start) for s in prep.pool]
+    stored = np.asarray(retriever.index.lines.vectors)[[retriever.index.lines.row[k] for k in keys]]
+    np.testing.assert_allclose(lc, stored @ result.query_vector, rtol=0, atol=1e-5)
+    assert x[:, col["line_cos_gap"]].min() == 0.0 and np.all(x[:, col["line_cos_gap"]] >= 0)
+
+
+def test_year_and_place_checks_of_real_lines(retriever):
+    q = "2023년 EU R&D 프로젝트 투자액은?"  # the document's line says '22년
+    prep = prepare(q, retriever.search(q), retriever)
+    chk = {n: i for i, n in enumerate(CHECK_FEATURES)}
+    row = next(i for i, s in enumerate(prep.pool) if "14.7백만 유로" in s.cand.display)
+    assert prep.checks[row, chk["year_conflict"]] == 1.0 and prep.checks[row, chk["year_missing"]] == 1.0
+    q = "인천 지역뿌리기술지원센터의 지원 분야는?"  # no centre in 인천; 시흥's row names 시흥
+    prep = prepare(q, retriever.search(q), retriever)
+    rows = [i for i, s in enumerate(prep.pool) if "시흥" in s.cand.display and s.cand.kind == "row"]
+    assert rows and all(prep.checks[i, chk["place_conflict"]] == 1.0 for i in rows)
+    q = "광주 지역뿌리기술지원센터의 지원 분야는?"
+    prep = prepare(q, retriever.search(q), retriever)
+    row = next(i for i, s in enumerate(prep.pool) if "광주첨단산단" in s.cand.display)
+    assert prep.checks[row].tolist() == [0.0, 0.0, 0.0, 0.0]
 
 
 def test_training_items_keep_off_the_sealed_side(corpus):

@@ -38,7 +38,7 @@ def test_missing_index_is_reported_and_then_built(small_settings, embedder, anal
     assert index_status(small_settings)["built"] is False
     notes = []
     ensure_index(small_settings, notice=notes.append, embedder=embedder, analyzer=analyzer)
-    assert notes and "no index" in notes[0]
+    assert notes and "색인이 아직 없습니다" in notes[0]
 
 
 def test_changed_document_makes_it_stale_and_reembeds_only_its_chunks(small_settings, embedder, analyzer):
@@ -47,10 +47,10 @@ def test_changed_document_makes_it_stale_and_reembeds_only_its_chunks(small_sett
     path = next(small_settings.corpus_dir.glob("003_*.txt"))
     path.write_text(path.read_text(encoding="utf-8").replace("4,000억원 규모의", "5,000억원 규모의"), encoding="utf-8")
     status = index_status(small_settings)
-    assert status["stale"] and "document 003 changed" in status["reasons"]
+    assert status["stale"] and "문서 003 변경됨" in status["reasons"]
     notes = []
     second = ensure_index(small_settings, notice=notes.append, embedder=embedder, analyzer=analyzer)
-    assert "stale" in notes[0]
+    assert "최신이 아닙니다" in notes[0]
     assert 1 <= second.manifest["reembedded"] <= n003
     unchanged = [i for i, c in enumerate(second.chunks) if c.doc_id == "002"]
     np.testing.assert_array_equal(np.asarray(second.vectors)[unchanged], np.asarray(first.vectors)[unchanged])
@@ -59,7 +59,7 @@ def test_changed_document_makes_it_stale_and_reembeds_only_its_chunks(small_sett
 def test_settings_change_makes_it_stale(small_settings, embedder, analyzer):
     build(small_settings, embedder, analyzer)
     other = BuildSpec(use_prefixes=False)
-    assert "use_prefixes changed" in index_status(small_settings, other)["reasons"]
+    assert "설정 use_prefixes 변경됨" in index_status(small_settings, other)["reasons"]
 
 
 def test_failed_build_leaves_the_previous_index(small_settings, embedder, analyzer, monkeypatch):
@@ -105,7 +105,7 @@ def test_corrupt_artifact_is_detected_and_rebuilt(small_settings, embedder, anal
         load_index(small_settings.index_dir)
     notes = []
     fixed = ensure_index(small_settings, notice=notes.append, embedder=embedder, analyzer=analyzer)
-    assert "corrupt" in notes[0]
+    assert "손상" in notes[0]
     assert fixed.path != first.path and len(fixed.vectors) == len(fixed.chunks)
 
 
@@ -123,13 +123,13 @@ def test_checksum_mismatch_found_by_verify(small_settings, embedder, analyzer):
     data = bytearray(chunks.read_bytes())
     data[10] = ord("X") if data[10] != ord("X") else ord("Y")
     chunks.write_bytes(bytes(data))
-    with pytest.raises(IndexCorruptError, match="checksum"):
+    with pytest.raises(IndexCorruptError, match="체크섬"):
         load_index(small_settings.index_dir, verify=True)
 
 
 def test_second_writer_is_refused_while_one_builds(small_settings, embedder, analyzer):
     with build_lock(small_settings.index_dir):
-        with pytest.raises(IndexBusyError, match="another process"):
+        with pytest.raises(IndexBusyError, match="다른 프로세스"):
             build(small_settings, embedder, analyzer)
     assert not (small_settings.index_dir / "current").exists()
 
@@ -146,10 +146,10 @@ def test_bad_corpus_is_a_clear_error(small_settings, embedder, analyzer):
 
     bad = small_settings.corpus_dir / "002_ba03025668601656.txt"
     bad.write_bytes("뿌리산업".encode("cp949"))
-    with pytest.raises(CorpusError, match="not valid UTF-8"):
+    with pytest.raises(CorpusError, match="올바른 UTF-8이 아닙니다"):
         build(small_settings, embedder, analyzer)
     assert not (small_settings.index_dir / "current").exists()
     manifest = small_settings.corpus_dir / "manifest.json"
     manifest.write_text(json.dumps([{"id": "x"}]), encoding="utf-8")
-    with pytest.raises(CorpusError, match="lacks"):
+    with pytest.raises(CorpusError, match="값이 없습니다"):
         build(small_settings, embedder, analyzer)

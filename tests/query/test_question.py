@@ -20,8 +20,8 @@ def test_subject_names(question, names):
 
 
 @pytest.mark.parametrize("question, qualifiers", [
-    ("수출바우처는 기업 한 곳당 최대 얼마까지 지원받을 수 있어?", ("최대", "per-unit")),
-    ("새싹기업 100 프로젝트에 선정되면 기업당 얼마를 지원받아?", ("per-unit",)),
+    ("수출바우처는 기업 한 곳당 최대 얼마까지 지원받을 수 있어?", ("최대", "기업당")),
+    ("새싹기업 100 프로젝트에 선정되면 기업당 얼마를 지원받아?", ("기업당",)),
     ("뿌리기업 매출은 지난 10년 동안 연평균으로 얼마나 성장했어?", ("평균",)),
     ("외국인 부족률은 전체 평균과 비교하면 어떤가?", ()),  # compared with the average, not an average
     ("요즘 공장마다 사람 구하기가 힘든데 몇 명이나 모자라?", ()),  # chatty 마다 is not per-unit

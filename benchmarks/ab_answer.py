@@ -1,0 +1,123 @@
+"""A/B of what a change costs the answer step: warm ``answer_question`` latency (retrieval
+included) and ``rag index build`` from nothing, an earlier commit against the working
+tree, measured in one run so that both see the same machine.
+
+Usage::
+
+    python benchmarks/ab_answer.py HEAD~1 [--rounds 3] [--builds 2]
+
+The earlier commit is checked out into a temporary git worktree; both sides run with this
+checkout's virtualenv and share the model cache. Latency: one warm child process per side
+loads its retriever and answers every question of ``evaluation/qa.jsonl`` (k=5, hybrid),
+round after round, the two sides taking turns; the first round is a warm-up and is not
+counted. Build: each side builds a new index into an empty folder in a fresh process,
+taking turns. Prints p50/p95 per side and the ratios; writes
+``benchmarks/out/ab_answer.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import synthetic as S  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: The child: answers every question once per line read from stdin, prints the times.
+CHILD = r"""
+import json, sys, time
+from rag.answer.pipeline import answer_question
+from rag.search.retriever import Retriever
+questions = [json.loads(l)["question"] for l in open("evaluation/qa.jsonl", encoding="utf-8") if l.strip()]
+retriever = Retriever.open()
+print("ready", flush=True)
+for _ in sys.stdin:
+    times = []
+    for q in questions:
+        t0 = time.perf_counter()
+        answer_question(retriever, q, k=5)
+        times.append((time.perf_counter() - t0) * 1e3)
+    print(json.dumps(times), flush=True)
+"""
+
+
+def _env(checkout: Path, index_dir: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(PYTHONPATH=str(checkout), RAG_INDEX_DIR=str(index_dir), RAG_CORPUS_DIR=str(checkout / "corpus"),
+               OMP_NUM_THREADS="1")
+    return env
+
+
+def _build(checkout: Path, index_dir: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rag.cli.main", "index", "build"], cwd=checkout,
+                   env=_env(checkout, index_dir), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("rev", help="the earlier commit (baseline)")
+    ap.add_argument("--rounds", type=int, default=3, help="counted latency rounds over all questions")
+    ap.add_argument("--builds", type=int, default=2, help="index builds from nothing per side")
+    args = ap.parse_args()
+    sides = {"baseline": None, "current": ROOT}
+    builds: dict[str, list[float]] = {k: [] for k in sides}
+    latency: dict[str, list[float]] = {k: [] for k in sides}
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "old"
+        subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), args.rev], cwd=ROOT, check=True)
+        sides["baseline"] = old
+        try:
+            for b in range(args.builds):
+                for name, checkout in sides.items():
+                    builds[name].append(_build(checkout, Path(tmp) / f"index-{name}-{b}"))
+                    print(f"build {b + 1}/{args.builds} {name}: {builds[name][-1]:.1f} s", flush=True)
+            children = {name: subprocess.Popen([sys.executable, "-c", CHILD], cwd=checkout, text=True,
+                                               env=_env(checkout, Path(tmp) / f"index-{name}-0"),
+                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                               stderr=subprocess.DEVNULL)
+                        for name, checkout in sides.items()}
+            for child in children.values():
+                assert child.stdout.readline().strip() == "ready"
+            for r in range(args.rounds + 1):
+                for name, child in children.items():
+                    child.stdin.write("go\n")
+                    child.stdin.flush()
+                    times = json.loads(child.stdout.readline())
+                    if r > 0:  # round 0 warms caches
+                        latency[name].extend(times)
+                print(f"latency round {r}/{args.rounds} done", flush=True)
+            for child in children.values():
+                child.stdin.close()
+                child.wait(timeout=60)
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, check=False)
+    result = {"baseline_rev": args.rev, "machine": S.machine_info(), "questions_per_round": len(latency["current"])
+              // max(args.rounds, 1),
+              "answer_ms": {k: S.summary(v) for k, v in latency.items()},
+              "build_s": {k: {"runs": [round(x, 2) for x in v], **S.summary(v)} for k, v in builds.items()}}
+    result["ratio_answer_p50"] = S.ratio(result["answer_ms"]["current"]["p50"], result["answer_ms"]["baseline"]["p50"])
+    result["ratio_answer_p95"] = S.ratio(result["answer_ms"]["current"]["p95"], result["answer_ms"]["baseline"]["p95"])
+    result["ratio_build_p50"] = S.ratio(result["build_s"]["current"]["p50"], result["build_s"]["baseline"]["p50"])
+    path = S.save_json("ab_answer", result)
+    a, b = result["answer_ms"], result["build_s"]
+    print(f"warm answer_question (ms): baseline {args.rev} p50 {a['baseline']['p50']} p95 {a['baseline']['p95']}; "
+          f"current p50 {a['current']['p50']} p95 {a['current']['p95']}; ratio p50 {result['ratio_answer_p50']} "
+          f"p95 {result['ratio_answer_p95']}")
+    print(f"index build from nothing (s): baseline p50 {b['baseline']['p50']}; current p50 {b['current']['p50']}; "
+          f"ratio {result['ratio_build_p50']}")
+    print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
