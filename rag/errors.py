@@ -1,12 +1,13 @@
 """The errors a user can cause or meet, one family: the faces catch :class:`RagError` and
 print or return its message as one line; anything else is a bug and keeps its traceback.
+Messages are written in Korean, keeping the specifics (paths, values, the command to run).
 """
 
 from __future__ import annotations
 
 
 class RagError(Exception):
-    """Base of every expected failure; the message is one line and says what to do."""
+    """Base of every expected failure; the message is one Korean line and says what to do."""
 
 
 class ConfigError(RagError, ValueError):

@@ -28,7 +28,8 @@ from rag.api.errors import (
     install_error_handlers,
 )
 from rag.api.responses import KoreanJSONResponse
-from rag.api.routers import chat, documents, health, search
+from rag.api.routers import chat, documents, health, openai_compat, search
+from rag.api.routers.page import install_page
 from rag.api.state import ApiState, load_state
 from rag.config import API_KEY_ENV, CORS_ORIGINS_ENV, Settings
 from rag.search.retriever import Retriever
@@ -134,7 +135,7 @@ def create_app(settings: Optional[Settings] = None, retriever: Optional[Retrieve
 
     Returns:
         The FastAPI app. The API key variable (``rag.config.API_KEY_ENV``, read now) turns
-        on bearer auth for everything but /health and the docs; the CORS variable
+        on bearer auth for everything but /health, the docs and the page (/, /static); the CORS variable
         (``rag.config.CORS_ORIGINS_ENV``, comma-separated) allows those origins.
     """
     settings = settings or Settings()
@@ -162,14 +163,17 @@ def create_app(settings: Optional[Settings] = None, retriever: Optional[Retrieve
                     "`Authorization: Bearer <key>`가 필요합니다. 오류는 항상 `{\"error\": {\"code\", \"message\"}}`입니다.",
         default_response_class=KoreanJSONResponse,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from the page router, on vendored assets (no CDN)
+        redoc_url=None,
     )
     app.state.rag = ApiState.build(settings, retriever) if retriever is not None else None
     app.state.startup_error = None
     app.state.api_key = os.environ.get(API_KEY_ENV) or None
     app.state.settings = settings
 
-    for module in (health, search, chat, documents):
+    for module in (health, search, chat, documents, openai_compat):
         app.include_router(module.router)
+    install_page(app)  # GET / (the staff page), /static, /docs, /redoc: public
     install_error_handlers(app)
 
     app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)

@@ -1,7 +1,9 @@
 """API-key auth: a router dependency that asks for ``Authorization: Bearer <key>`` when the
 server was started with a key (``rag.config.API_KEY_ENV``); without one the API is open.
 
-The key is read once by :func:`rag.api.app.create_app` into ``app.state.api_key``.
+The key is read once by :func:`rag.api.app.create_app` into ``app.state.api_key``. The
+bearer form is also what OpenAI clients send (``OpenAI(api_key=…)`` → ``Authorization:
+Bearer …``), so the ``/v1`` routes need nothing else; the scheme is case-insensitive.
 """
 
 from __future__ import annotations

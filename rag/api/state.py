@@ -3,6 +3,10 @@ start-up (:func:`load_state`) and reached through the :func:`get_state` dependen
 
 Start-up reads the corpus once and hands the documents to both the retriever (whose index
 is checked against them) and the state (which serves them at /documents).
+
+The state also shapes the core's passages for HTTP clients (:meth:`ApiState.passage_json`):
+the core's dicts know nothing of URLs, so the document's ``date`` and ``publisher`` and a
+``url`` to the exact span are added here, and ``compact`` drops the passage text.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Any, Iterable, Optional
+from urllib.parse import quote as url_quote
 
 from fastapi import Request
 
@@ -71,6 +76,40 @@ class ApiState:
             tree = parse_sections(self.text_of(doc_id)).to_dict()
             self._sections[doc_id] = tree
         return tree
+
+    def meta_of(self, doc_id: str) -> dict[str, Any]:
+        """The manifest entry of a document, every number a JSON number (the core's
+        ``Document.meta()`` keeps ``chars`` as a string: it feeds the index fingerprint)."""
+        doc = self.docs[doc_id]
+        return {**doc.meta(), "chars": len(self.text_of(doc_id))}
+
+    def passage_json(self, passage: dict[str, Any], *, compact: bool = False, root_path: str = "") -> dict[str, Any]:
+        """A core passage or citation dict for HTTP clients.
+
+        Adds ``url`` (the span in ``GET /documents/{doc_id}/text``: the quote's span for a
+        citation, the passage's otherwise, relative to the server), and the document's
+        ``date`` and ``publisher``. ``compact`` drops the passage ``text`` (a citation keeps
+        its ``quote``). Every original field keeps its name and meaning.
+        """
+        out = {k: v for k, v in passage.items() if not (compact and k == "text")}
+        doc_id = passage["doc_id"]
+        if "quote_start" in passage:
+            start, end = passage["quote_start"], passage["quote_end"]
+        else:
+            start, end = passage["start"], passage["end"]
+        out["url"] = f"{root_path}/documents/{url_quote(str(doc_id), safe='')}/text?start={start}&end={end}"
+        doc = self.docs.get(doc_id)
+        out["date"] = doc.date if doc is not None else ""
+        out["publisher"] = doc.publisher if doc is not None else ""
+        return out
+
+    def answer_json(self, result: dict[str, Any], *, compact: bool = False, root_path: str = "") -> dict[str, Any]:
+        """``Answer.to_dict()`` with every citation and related passage shaped by :meth:`passage_json`."""
+        return {
+            **result,
+            "citations": [self.passage_json(c, compact=compact, root_path=root_path) for c in result["citations"]],
+            "related": [self.passage_json(p, compact=compact, root_path=root_path) for p in result["related"]],
+        }
 
     def index_info(self) -> dict:
         """What /health reports: the loaded build, and whether the corpus moved since (a few stat calls)."""

@@ -66,9 +66,9 @@ def calibrate_command(
         try:
             data = load_data()
         except OSError as exc:
-            cli_common.fail(f"cannot read {DATA_FILE}: {exc.strerror}")
+            cli_common.fail(f"{DATA_FILE}을(를) 읽을 수 없습니다 ({cli_common.os_reason(exc)})")
         except ValueError as exc:
-            cli_common.fail(f"{DATA_FILE} is not a JSON file ({exc})")
+            cli_common.fail(f"{DATA_FILE}이(가) 올바른 JSON 파일이 아닙니다 ({exc})")
         write_report(report_section(data))
         return
     cli_common.load_question_set(qa)

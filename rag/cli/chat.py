@@ -6,8 +6,9 @@ questions give context to follow-ups ("그럼 작년에는?") through
 :func:`rag.query.followup.resolve_followup`, the function the HTTP API uses.
 
 Commands at the prompt: ``/sources`` (the last answer's citations in full), ``/history``,
-``/clear`` (forget the conversation), ``/help``, ``/quit``; Ctrl-D also quits, Ctrl-C
-cancels the line being typed.
+``/clear`` (forget the conversation: the next question stands alone), ``/help``, ``/exit``
+or ``/quit``; ``exit``, ``quit`` or ``종료`` typed alone and Ctrl-D also end the session,
+Ctrl-C cancels the line being typed.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rag.cli.render import (
     open_retriever,
     out,
     print_answer,
+    snippet,
 )
 from rag.errors import QuestionError
 from rag.query.checks import check_options, check_question
@@ -35,13 +37,18 @@ if TYPE_CHECKING:
 
 PROMPT = "질문> "
 
+#: Commands that end the session.
+EXIT_COMMANDS = ("/exit", "/quit", "/q")
+#: Words that end the session when typed alone (any case), instead of being asked.
+EXIT_WORDS = ("exit", "quit", "종료")
+
 HELP = """[bold]질문을 입력하면 문서에서 찾은 답과 근거를 보여 줍니다.[/]
   이전 질문을 이어서 물을 수 있습니다 (예: "그럼 작년에는?").
   [bold]/sources[/]  마지막 답변의 근거 전체 (문서, 위치, 인용문, 구절)
   [bold]/history[/]  지금까지의 질문
-  [bold]/clear[/]    대화 기록 지우기
+  [bold]/clear[/]    대화 기록 지우기 (다음 질문은 앞 질문과 잇지 않음)
   [bold]/help[/]     이 도움말
-  [bold]/quit[/]     끝내기 (Ctrl-D도 됩니다)"""
+  [bold]/exit[/]     끝내기 (/quit, 또는 exit · quit · 종료만 입력해도, Ctrl-D도 됩니다)"""
 
 
 def _enable_line_editing() -> None:
@@ -51,6 +58,12 @@ def _enable_line_editing() -> None:
         import readline  # noqa: F401  # lazy: importing it hooks input(); only chat reads lines
     except ImportError:  # pragma: no cover - not on every platform
         pass
+
+
+def is_exit(text: str) -> bool:
+    """Whether a stripped input line ends the session (``/exit``, ``/quit``, or a bare exit word)."""
+    word = text.split()[0].lower() if text.startswith("/") else text.lower()
+    return word in EXIT_COMMANDS or word in EXIT_WORDS
 
 
 def _read(prompt: str) -> str | None:
@@ -67,11 +80,14 @@ def _print_sources(answer: Optional[Answer]) -> None:
         return
     if not answer.citations:
         out.print("[yellow]마지막 답변에는 근거가 없습니다 (문서에서 답을 찾지 못함).[/]")
+        if answer.reason:
+            out.print(answer.reason, style="yellow", markup=False, highlight=False)
         if answer.related:
             out.print("[dim]관련 있을 수 있는 구절:[/]")
             for p in answer.related:
                 out.print(f"- {p.doc_title} · {p.section or '(문서 첫머리)'} · {p.doc_id} [{p.start}:{p.end}]",
                           style="dim", markup=False, highlight=False)
+                out.print(f"  {snippet(p.text)}", markup=False, highlight=False)
         return
     for i, c in enumerate(answer.citations, 1):
         p = c.passage
@@ -103,14 +119,14 @@ def chat_command(
 
     retriever = open_retriever()
     _enable_line_editing()
-    out.print("[bold]뿌리산업·소부장 정책 문서 Q&A[/] — 질문을 입력하세요. [dim](/help 도움말, /quit 종료)[/]")
+    out.print("[bold]뿌리산업·소부장 정책 문서 Q&A[/] — 질문을 입력하세요. [dim](/help 도움말, /exit 또는 종료 입력으로 끝내기)[/]")
     messages: list[dict] = []
     last = None
     while True:
         try:
             line = _read(PROMPT)
         except KeyboardInterrupt:
-            out.print("\n[dim](입력 취소 — 끝내려면 /quit 또는 Ctrl-D)[/]")
+            out.print("\n[dim](입력 취소 — 끝내려면 /exit 또는 Ctrl-D)[/]")
             continue
         if line is None:
             out.print()
@@ -119,10 +135,10 @@ def chat_command(
         if not text:
             out.print("[yellow]질문을 입력하세요.[/] [dim](/help 도움말)[/]")
             continue
+        if is_exit(text):
+            break
         if text.startswith("/"):
             cmd = text.split()[0].lower()
-            if cmd in ("/quit", "/exit", "/q"):
-                break
             if cmd in ("/help", "/h", "/?"):
                 out.print(HELP)
             elif cmd in ("/sources", "/source", "/s"):
@@ -136,7 +152,7 @@ def chat_command(
             elif cmd == "/clear":
                 messages.clear()
                 last = None
-                out.print("[dim]대화 기록을 지웠습니다.[/]")
+                out.print("[dim]대화 기록을 지웠습니다. 다음 질문은 앞 질문과 잇지 않고 새로 검색합니다.[/]")
             else:
                 out.print(f"[yellow]알 수 없는 명령입니다: {escape(cmd)}[/] [dim](/help 도움말)[/]", highlight=False)
             continue

@@ -1,24 +1,85 @@
 """``rag index build`` and ``rag index status``: the ``index`` command group.
 
-Building shows a progress bar on stderr; status prints a table (or ``--json``) and exits 1
-when there is no index or it is stale, so scripts can test it.
+Building shows a progress bar on stderr; status prints a table of key/value rows for
+people (or ``--json`` for machines) and exits 1 when there is no index or it is stale, so
+scripts can test it.
 """
 
 from __future__ import annotations
 
-import json
+from datetime import datetime
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from rag.cli.render import EXIT_FAILURE, err, fail, out, print_json, progress_bar
+from rag.cli.render import (
+    EXIT_FAILURE,
+    FlagCommand,
+    FlagGroup,
+    err,
+    fail,
+    out,
+    print_json,
+    progress_bar,
+)
 from rag.config import Settings
 from rag.errors import RagError
 
-index_app = typer.Typer(no_args_is_help=True, help="Build or inspect the search index.")
+index_app = typer.Typer(cls=FlagGroup, no_args_is_help=True, help="Build or inspect the search index.")
+
+#: How ``rag index build`` stamps a build (``created`` in the manifest and the status).
+CREATED_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
-@index_app.command("build")
+def local_time(created: str) -> str:
+    """A build's ``created`` stamp as local date and time, e.g. ``2026-12-03 19:18:58 KST``;
+    the stamp as is when it cannot be read."""
+    try:
+        when = datetime.strptime(created, CREATED_FORMAT).astimezone()
+    except (TypeError, ValueError):
+        return str(created)
+    return f"{when:%Y-%m-%d %H:%M:%S} {when.tzname() or when.strftime('%z')}".rstrip()
+
+
+def megabytes(n: int) -> str:
+    """A size in bytes as megabytes (10^6 bytes), e.g. ``0.79 MB``."""
+    return f"{n / 1_000_000:,.2f} MB"
+
+
+def status_rows(status: dict) -> list[tuple[str, Text]]:
+    """The rows of the ``index status`` table: a Korean label and a readable value."""
+    reasons = "; ".join(status.get("reasons") or [])
+    if not status.get("built"):
+        state = Text("손상됨" if status.get("corrupt") else "없음", style="red")
+        rows = [("상태", state)]
+        if reasons:
+            rows.append(("이유", Text(reasons)))
+        rows.append(("경로", Text(status["index_dir"])))
+        return rows
+    if status.get("stale"):
+        current = Text(f"아니요 — 다시 만들어야 합니다 ({reasons})", style="yellow")
+    else:
+        current = Text("예 — 코퍼스·설정과 일치", style="green")
+    rows = [
+        ("상태", Text("만들어짐", style="green")),
+        ("최신 여부", current),
+        ("문서 수", Text(f"{status['documents']:,}")),
+        ("청크 수", Text(f"{status['chunks']:,}")),
+        ("임베딩 모델", Text(str(status["model"]))),
+        ("만든 시각", Text(local_time(status["created"]))),
+    ]
+    if status.get("build_seconds") is not None:
+        rows.append(("만드는 데 걸린 시간", Text(f"{status['build_seconds']:.1f}초")))
+    rows += [
+        ("디스크 크기", Text(megabytes(status["bytes"]))),
+        ("경로", Text(status["index_dir"])),
+        ("빌드", Text(str(status["build"]))),
+    ]
+    return rows
+
+
+@index_app.command("build", cls=FlagCommand)
 def index_build() -> None:
     """Build the index from corpus/ (reusing embeddings of unchanged chunks)."""
     from rag.index.build import build_index  # lazy: start-up time
@@ -33,7 +94,7 @@ def index_build() -> None:
               f"{m['build_seconds']} s ({m['reembedded']} embedded, the rest reused) → {index.path}")
 
 
-@index_app.command("status")
+@index_app.command("status", cls=FlagCommand)
 def index_status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
     verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact against the manifest."),
@@ -48,9 +109,11 @@ def index_status_cmd(
     if as_json:
         print_json(status)
     else:
-        table = Table(show_header=False, title="index")
-        for key, value in status.items():
-            table.add_row(key, json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else str(value))
+        table = Table(show_header=False, title="색인 상태", title_justify="left")
+        table.add_column("항목", style="bold", no_wrap=True)
+        table.add_column("값", overflow="fold")
+        for label, value in status_rows(status):
+            table.add_row(label, value)
         out.print(table)
     if not status["built"] or status["stale"]:
         raise typer.Exit(EXIT_FAILURE)

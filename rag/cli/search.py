@@ -9,6 +9,7 @@ table for people or JSON (one object per line in batch mode).
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
@@ -22,6 +23,7 @@ from rag.cli.render import (
     err,
     fail,
     open_retriever,
+    os_reason,
     out,
     print_answer,
     print_json,
@@ -40,36 +42,54 @@ def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path],
         check_options(k, mode)
         if batch is None:
             if question is None:
-                raise QuestionError("give a QUESTION or --batch FILE")
+                raise QuestionError("질문을 주거나 --batch FILE로 질문 파일을 주세요")
             check_question(question)
         elif question is not None:
-            raise QuestionError("give either a QUESTION or --batch FILE, not both")
+            raise QuestionError("질문과 --batch FILE 중 하나만 주세요")
         elif not as_json:
-            raise QuestionError("--batch writes JSON lines: add --json")
+            raise QuestionError("--batch는 JSON 줄로만 출력합니다; --json을 붙이세요")
     except QuestionError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
 
 
+_ID_FIELD = re.compile(rb'"id"\s*:\s*("(?:[^"\\\n]|\\.)*"|-?\d+(?:\.\d+)?)')
+
+
+def _line_id(line: bytes) -> Any:
+    """The ``"id"`` a malformed line still shows (a string or a number), else None."""
+    m = _ID_FIELD.search(line)
+    if m is None:
+        return None
+    try:
+        return json.loads(m.group(1).decode("utf-8", errors="replace"))
+    except ValueError:
+        return None
+
+
 def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, item) for each non-blank line; a bad line yields an ``error`` item."""
+    """(line number, item) for each non-blank line; a bad line yields an ``error`` item with
+    its ``line`` number and the ``id`` it had (read from the broken text when it is not JSON)."""
     try:
         raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
     except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror}", EXIT_BAD_INPUT)
+        fail(f"질문 파일을 읽을 수 없습니다: {path} ({os_reason(exc)})", EXIT_BAD_INPUT)
     for n, line in enumerate(raw.split(b"\n"), 1):
         if not line.strip():
             continue
         try:
             item = json.loads(line.decode("utf-8"))
             if not isinstance(item, dict):
-                raise ValueError("each line must be a JSON object")
+                raise ValueError("각 줄은 JSON 객체여야 합니다")
             if not isinstance(item.get("question"), str):
-                raise ValueError('the object needs a "question" string')
+                raise ValueError('"question" 문자열이 없습니다')
         except UnicodeDecodeError:
-            yield n, {"id": None, "error": f"line {n} is not valid UTF-8"}
+            yield n, {"id": _line_id(line), "line": n, "error": f"{n}번째 줄이 올바른 UTF-8이 아닙니다"}
             continue
-        except ValueError as exc:  # JSONDecodeError is a ValueError
-            yield n, {"id": None, "error": f"line {n}: {exc}"}
+        except json.JSONDecodeError as exc:
+            yield n, {"id": _line_id(line), "line": n, "error": f"{n}번째 줄이 올바른 JSON이 아닙니다 ({exc.colno}번째 글자)"}
+            continue
+        except ValueError as exc:
+            yield n, {"id": item.get("id") if isinstance(item, dict) else None, "line": n, "error": f"{n}번째 줄: {exc}"}
             continue
         yield n, {"id": item.get("id", n), "question": item["question"]}
 
@@ -88,9 +108,9 @@ def _run_batch(path: Path, handle: Callable[[Retriever, str], dict]) -> None:
             print_json({"id": item["id"], **handle(retriever, item["question"])})
         except QuestionError as exc:
             failed += 1
-            print_json({"id": item["id"], "question": item["question"], "error": str(exc)})
+            print_json({"id": item["id"], "line": n, "question": item["question"], "error": str(exc)})
     if failed:
-        err.print(f"[yellow]{failed} line(s) had errors; see their \"error\" field[/]")
+        err.print(f"[yellow]{failed}개 줄에 오류가 있습니다; 해당 줄의 \"error\" 필드를 보세요[/]")
 
 
 def _answer_or_search(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool,

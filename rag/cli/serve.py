@@ -16,7 +16,7 @@ def serve_command(
 ) -> None:
     """Start the HTTP API (POST /chat, POST /search, GET /health, /documents; docs at /docs)."""
     if not 0 < port < 65536:
-        fail("--port must be between 1 and 65535", EXIT_BAD_INPUT)
+        fail(f"--port는 1부터 65535 사이의 수여야 합니다 (받은 값: {port})", EXIT_BAD_INPUT)
     from rag.api.server import (
         serve,  # lazy: start-up time (FastAPI, uvicorn, the index)
     )

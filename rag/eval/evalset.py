@@ -171,9 +171,9 @@ def load_qa(path: str | Path = DEFAULT_QA_PATH) -> list[QAItem]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+                raise ValueError(f"{path}:{lineno}: 올바른 JSON이 아닙니다 ({e.msg})") from e
             if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
+                raise ValueError(f"{path}:{lineno}: JSON 객체여야 합니다")
             items.append(QAItem.from_dict(record, line=lineno))
     return items
 

@@ -54,26 +54,26 @@ def read_text(path: Path) -> str:
     try:
         return normalise_text(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise CorpusError(f"{path.name} is not valid UTF-8 (byte {exc.start}); convert it to UTF-8 first") from exc
+        raise CorpusError(f"{path.name} 파일이 올바른 UTF-8이 아닙니다 (바이트 {exc.start}); 먼저 UTF-8로 변환하세요") from exc
 
 
 def load_manifest(corpus_dir: Path) -> list[dict[str, str]]:
     path = corpus_dir / MANIFEST_NAME
     if not path.is_file():
-        raise CorpusError(f"no {MANIFEST_NAME} in {corpus_dir}")
+        raise CorpusError(f"{corpus_dir}에 {MANIFEST_NAME} 파일이 없습니다")
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CorpusError(f"{path} is not valid UTF-8 JSON: {exc}") from exc
+        raise CorpusError(f"{path} 파일이 올바른 UTF-8 JSON이 아닙니다: {exc}") from exc
     if not isinstance(entries, list):
-        raise CorpusError(f"{path} must hold a JSON list of documents")
+        raise CorpusError(f"{path} 파일은 문서 목록(JSON 배열)이어야 합니다")
     seen: set[str] = set()
     for i, entry in enumerate(entries):
         missing = [f for f in REQUIRED_FIELDS if not isinstance(entry, dict) or not entry.get(f)]
         if missing:
-            raise CorpusError(f"{path} entry {i} lacks {', '.join(missing)}")
+            raise CorpusError(f"{path}의 {i}번째 항목에 {', '.join(missing)} 값이 없습니다")
         if entry["id"] in seen:
-            raise CorpusError(f"{path}: duplicate document id {entry['id']!r}")
+            raise CorpusError(f"{path}: 문서 id {entry['id']!r}가 중복됩니다")
         seen.add(entry["id"])
     return entries
 
@@ -84,7 +84,7 @@ def load_corpus(corpus_dir: Path) -> list[Document]:
     for entry in load_manifest(corpus_dir):
         path = corpus_dir / entry["file"]
         if not path.is_file():
-            raise CorpusError(f"manifest lists {entry['file']} but it is not in {corpus_dir}")
+            raise CorpusError(f"매니페스트에 있는 {entry['file']} 파일이 {corpus_dir}에 없습니다")
         docs.append(Document(
             doc_id=entry["id"], title=entry["title"], publisher=entry["publisher"],
             date=entry["date"], kind=entry["kind"], source=entry.get("source", ""),

@@ -15,19 +15,19 @@ MAX_K = 100
 def check_question(question: object) -> str:
     """The question stripped, or QuestionError for empty, over-long or non-text input."""
     if not isinstance(question, str):
-        raise QuestionError("the question must be text")
+        raise QuestionError("질문은 텍스트여야 합니다")
     q = question.strip()
     if not q:
-        raise QuestionError("the question is empty")
+        raise QuestionError("질문이 비어 있습니다")
     if len(q) > MAX_QUESTION_CHARS:
-        raise QuestionError(f"the question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}")
+        raise QuestionError(f"질문이 너무 깁니다: {len(q):,}자 (최대 {MAX_QUESTION_CHARS:,}자)")
     if "\x00" in q:
-        raise QuestionError("the question contains a NUL character")
+        raise QuestionError("질문에 NUL 문자가 들어 있습니다")
     return q
 
 
 def check_options(k: int, mode: str) -> None:
     if mode not in MODES:
-        raise QuestionError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        raise QuestionError(f"알 수 없는 검색 모드입니다: {mode!r}; {', '.join(MODES)} 중 하나를 고르세요")
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
-        raise QuestionError(f"k must be a whole number from 1 to {MAX_K}")
+        raise QuestionError(f"k는 1부터 {MAX_K}까지의 정수여야 합니다")

@@ -65,5 +65,5 @@ def fuse(sparse: dict[int, float], dense: dict[int, float], cfg: FusionConfig) -
             for row, s in zip(rows, norm):
                 fused[row] = fused.get(row, 0.0) + w * float(s)
     else:
-        raise ConfigError(f"unknown fusion method {cfg.method!r} (rrf|weighted)")
+        raise ConfigError(f"알 수 없는 결합 방식입니다: {cfg.method!r} (rrf|weighted)")
     return sorted(fused.items(), key=lambda kv: (-kv[1], kv[0]))

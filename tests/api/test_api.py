@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,63 +19,23 @@ from pathlib import Path
 
 import httpx
 import pytest
+from live_server import ROOT, STARTUP_TIMEOUT, LiveServer
+from live_server import free_port as _free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+Server = LiveServer
 API_KEY = "test-키-0123456789"  # non-ASCII on purpose: sent and compared as UTF-8 bytes
 CORS_ORIGIN = "https://portal.example.kr"
-STARTUP_TIMEOUT = float(os.environ.get("RAG_TEST_STARTUP_TIMEOUT", "900"))  # a first index build is ~1 min
 
 WELDING_Q = "용접 분야를 지원하는 지역뿌리기술지원센터는 어디에 있어?"
 BUDGET_Q = "2025년 뿌리산업 지원예산 총액은?"
+DECLINE_Q = "디팜스테크 직원은 몇 명이야?"
 PASSAGE_KEYS = {"rank", "score", "chunk_id", "doc_id", "doc_title", "section", "text", "start", "end"}
+#: What the HTTP API adds to every passage and citation for integrators.
+HTTP_KEYS = {"url", "date", "publisher"}
+MANIFEST = {e["id"]: e for e in json.loads((ROOT / "corpus" / "manifest.json").read_text(encoding="utf-8"))}
 
 
 # ----------------------------------------------------------------------------- servers
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str]):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if k not in ("RAG_API_KEY", "RAG_CORS_ORIGINS")}
-        env.update(extra_env)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"from rag.api.server import serve; serve(port={self.port})"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-
-    def wait_ready(self, deadline: float) -> None:
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode} during startup:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        pytest.fail(f"server not ready after {STARTUP_TIMEOUT:.0f} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +125,8 @@ def test_documents_listing_and_section_tree(api):
     detail = r.json()
     assert detail["doc_id"] == "001" and detail["title"] == docs[1]["title"]
     tree = detail["sections"]
-    assert tree["title"] == "" and tree["start"] == 0 and tree["end"] <= int(detail["chars"])
+    assert isinstance(detail["chars"], int) and all(isinstance(d["chars"], int) for d in docs)
+    assert tree["title"] == "" and tree["start"] == 0 and tree["end"] <= detail["chars"]
 
     def walk(node, path=()):
         yield path, node
@@ -207,14 +167,14 @@ def test_korean_question_is_answered_with_exact_citations(api, welding_answer):
     assert "광주" in body["answer"] + "".join(c["text"] for c in body["citations"])
     for n, c in enumerate(body["citations"], 1):
         assert f"[{n}]" in body["answer"]  # each citation is referenced by its marker
-        assert PASSAGE_KEYS <= set(c)
+        assert PASSAGE_KEYS | HTTP_KEYS <= set(c)
         span = api.get(f"/documents/{c['doc_id']}/text", params={"start": c["start"], "end": c["end"]})
         assert span.status_code == 200
         assert span.json()["text"] == c["text"]
         quote = api.get(f"/documents/{c['doc_id']}/text", params={"start": c["quote_start"], "end": c["quote_end"]})
         assert quote.json()["text"] == c["quote"]
     for p in body["related"]:
-        assert set(p) == PASSAGE_KEYS
+        assert set(p) == PASSAGE_KEYS | HTTP_KEYS
 
 
 def test_korean_is_not_escaped(welding_answer):
@@ -231,23 +191,121 @@ def test_search_has_the_cli_json_shape(api):
     assert body["question"] == WELDING_Q and body["mode"] == "hybrid"
     assert [p["rank"] for p in body["passages"]] == [1, 2, 3]
     for p in body["passages"]:
-        assert set(p) == PASSAGE_KEYS
+        assert set(p) == PASSAGE_KEYS | HTTP_KEYS
     assert "total;dur=" in r.headers["server-timing"]
     for mode in ("bm25", "dense"):
         r = api.post("/search", json={"question": WELDING_Q, "mode": mode})
         assert r.status_code == 200 and len(r.json()["passages"]) == 5 and r.json()["mode"] == mode
 
 
-def test_streaming_sends_citations_then_answer_then_done(api, welding_answer):
+def test_streaming_sends_citations_then_deltas_then_answer_then_done(api, welding_answer):
     with api.stream("POST", "/chat", json={"question": WELDING_Q, "stream": True}) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = _sse(r)
-    assert [name for name, _ in events] == ["citations", "answer", "done"]
+    names = [name for name, _ in events]
+    deltas = [data for name, data in events if name == "delta"]
+    assert names == ["citations"] + ["delta"] * len(deltas) + ["answer", "done"]
     plain = welding_answer.json()
     assert events[0][1] == plain["citations"]
-    assert events[1][1] == {"answer": plain["answer"], "answerable": plain["answerable"]}
-    assert events[2][1]["timing_ms"] > 0 and events[2][1]["query"] == WELDING_Q
+    # the answer arrives in several pieces that add up to exactly the whole answer
+    assert len(deltas) >= 3 and all(set(d) == {"text"} and d["text"] for d in deltas)
+    assert "".join(d["text"] for d in deltas) == plain["answer"]
+    answer = events[-2][1]
+    assert answer == {"answer": plain["answer"], "answerable": True, "reason": "", "related": plain["related"]}
+    assert events[-1][1]["timing_ms"] > 0 and events[-1][1]["query"] == WELDING_Q
+
+
+def test_streamed_decline_carries_reason_and_related(api):
+    plain = api.post("/chat", json={"question": DECLINE_Q}).json()
+    assert plain["answerable"] is False and plain["reason"] and plain["related"]
+    with api.stream("POST", "/chat", json={"question": DECLINE_Q, "stream": True}) as r:
+        events = _sse(r)
+    names = [n for n, _ in events]
+    assert names[0] == "citations" and names[-2:] == ["answer", "done"]
+    assert events[0][1] == []
+    answer = events[-2][1]
+    assert answer["answerable"] is False
+    assert answer["answer"] == plain["answer"] == "제공된 문서에서 해당 내용을 찾을 수 없습니다."
+    assert answer["reason"] and answer["reason"] == plain["reason"]  # its wording is the answer module's
+    assert answer["related"] == plain["related"] and answer["related"][0]["url"].startswith("/documents/")
+    assert "".join(d["text"] for n, d in events if n == "delta") == answer["answer"]
+
+
+# ----------------------------------------------------------------------------- integrator-friendly JSON
+
+
+def test_citation_url_date_and_publisher(api, welding_answer):
+    body = welding_answer.json()
+    for c in body["citations"] + body["related"]:
+        entry = MANIFEST[c["doc_id"]]
+        assert (c["date"], c["publisher"]) == (entry["date"], entry["publisher"])
+    for c in body["citations"]:  # a citation's url gives back exactly its quote
+        assert c["url"] == f"/documents/{c['doc_id']}/text?start={c['quote_start']}&end={c['quote_end']}"
+        span = api.get(c["url"])
+        assert span.status_code == 200 and span.json()["text"] == c["quote"]
+    for p in body["related"]:  # a passage's url gives back exactly its text
+        assert api.get(p["url"]).json()["text"] == p["text"]
+    gwangju = [c for c in body["citations"] if "광주첨단산단" in c["quote"]]
+    assert gwangju and gwangju[0]["date"] == "2025-04" and gwangju[0]["publisher"] == "관계부처 합동"
+
+
+@pytest.mark.parametrize("how", ["body", "query"])
+def test_compact_leaves_out_passage_text(api, welding_answer, how):
+    full = welding_answer.json()
+    if how == "body":
+        r = api.post("/chat", json={"question": WELDING_Q, "compact": True})
+    else:
+        r = api.post("/chat", params={"compact": "true"}, json={"question": WELDING_Q})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"] == full["answer"]
+    assert len(r.content) < len(welding_answer.content) / 2
+    for c, fc in zip(body["citations"], full["citations"], strict=True):
+        assert "text" not in c
+        assert c == {k: v for k, v in fc.items() if k != "text"}  # quote, offsets, url, date, publisher kept
+    for p, fp in zip(body["related"], full["related"], strict=True):
+        assert set(p) == PASSAGE_KEYS - {"text"} | HTTP_KEYS
+        assert (p["chunk_id"], p["doc_title"], p["section"], p["start"], p["end"]) == \
+               (fp["chunk_id"], fp["doc_title"], fp["section"], fp["start"], fp["end"])
+    search = api.post("/search", json={"question": WELDING_Q, "k": 3, "compact": True}).json()
+    assert search["passages"] and all("text" not in p and p["url"] for p in search["passages"])
+    with api.stream("POST", "/chat", json={"question": WELDING_Q, "stream": True, "compact": True}) as s:
+        events = {n: d for n, d in _sse(s) if n != "delta"}
+    assert events["citations"] == body["citations"] and events["answer"]["related"] == body["related"]
+
+
+def _numbers_are_numbers(value, path="$"):
+    """Fail on a string that holds a number where a JSON number belongs (ids, quotes and
+    passage text may hold digits: they are text)."""
+    text_fields = {"doc_id", "chunk_id", "text", "quote", "answer", "question", "query", "title", "section",
+                   "doc_title", "date", "created", "loaded_at", "build", "url", "source", "file", "publisher"}
+    if isinstance(value, dict):
+        for key, v in value.items():
+            if key not in text_fields:
+                _numbers_are_numbers(v, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _numbers_are_numbers(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        assert not value.strip().lstrip("-").replace(".", "", 1).isdigit(), f"{path} is the string {value!r}"
+
+
+def test_every_numeric_field_is_a_json_number(api, welding_answer):
+    responses = [api.get("/health"), api.get("/documents"), api.get("/documents/001"),
+                 api.get("/documents/001/text", params={"start": 0, "end": 10}),
+                 api.post("/search", json={"question": WELDING_Q}), welding_answer,
+                 api.get("/v1/models"),
+                 api.post("/v1/chat/completions", json={"model": "rag-ko", "messages": [{"role": "user", "content": WELDING_Q}]})]
+    for r in responses:
+        assert r.status_code == 200, r.text
+        _numbers_are_numbers(r.json())
+    docs = responses[1].json()
+    assert [d["chars"] for d in docs] == [len(api.get(f"/documents/{d['doc_id']}/text").json()["text"]) for d in docs]
+    health = responses[0].json()["index"]
+    assert isinstance(health["chunks"], int) and isinstance(health["documents"], int)
+    for p in responses[4].json()["passages"]:
+        assert isinstance(p["score"], float) and all(isinstance(p[k], int) for k in ("rank", "start", "end"))
 
 
 def test_followup_is_resolved_against_the_previous_question(api):
@@ -291,9 +349,10 @@ def test_concurrent_requests_are_served(api):
 
 
 BAD_REQUESTS = [
-    # (name, kwargs for httpx .post("/chat" or path), status, words the message must contain)
-    ("empty question", {"json": {"question": "   "}}, 422, "empty"),
-    ("question too long", {"json": {"question": "가" * 3000}}, 422, "limit"),
+    # (name, kwargs for httpx .post("/chat" or path), status, words the message must contain;
+    #  "a|b": either, for the question checks whose messages may be English or Korean)
+    ("empty question", {"json": {"question": "   "}}, 422, "empty|비어"),
+    ("question too long", {"json": {"question": "가" * 3000}}, 422, "limit|최대"),
     ("100 KB body", {"json": {"question": "가" * 40_000}}, 413, "limit"),
     ("question is a number", {"json": {"question": 123}}, 422, "question"),
     ("k is a string", {"json": {"question": "예산", "k": "5"}}, 422, "k:"),
@@ -320,18 +379,19 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize("name,kwargs,status,words", BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
 def test_bad_chat_input_gets_a_json_error(api, name, kwargs, status, words):
     message = _error(api.post("/chat", **kwargs), status)
-    assert words.lower() in message.lower(), message
+    assert any(w.lower() in message.lower() for w in words.split("|")), message
 
 
 @pytest.mark.parametrize("payload,words", [
-    ({"question": ""}, "empty"),
+    ({"question": ""}, "empty|비어"),
     ({"question": "예산", "mode": "sparse"}, "mode"),
     ({"question": "예산", "k": 101}, "k:"),
     ({"k": 5}, "question"),
     ({"question": "예산\u0000"}, "NUL"),
 ])
 def test_bad_search_input_gets_a_json_error(api, payload, words):
-    assert words in _error(api.post("/search", json=payload), 422)
+    message = _error(api.post("/search", json=payload), 422)
+    assert any(w in message for w in words.split("|")), message
 
 
 def test_body_over_limit_without_content_length_is_refused(api):
@@ -398,9 +458,16 @@ def test_cors_allows_only_configured_origins(keyed, api):
 
 def test_openapi_documents_every_endpoint(api):
     spec = api.get("/openapi.json").json()
-    assert {"/chat", "/search", "/health", "/documents", "/documents/{doc_id}", "/documents/{doc_id}/text"} <= set(spec["paths"])
-    chat = spec["components"]["schemas"]["ChatRequest"]
-    assert "question" in chat["properties"] and "messages" in chat["properties"]
+    assert {"/chat", "/search", "/health", "/documents", "/documents/{doc_id}", "/documents/{doc_id}/text",
+            "/v1/models", "/v1/chat/completions"} <= set(spec["paths"])
+    schemas = spec["components"]["schemas"]
+    chat = schemas["ChatRequest"]
+    assert "question" in chat["properties"] and "messages" in chat["properties"] and "compact" in chat["properties"]
+    assert "compact" in schemas["SearchRequest"]["properties"]
+    assert {"url", "date", "publisher"} <= set(schemas["CitationOut"]["properties"])
+    assert schemas["DocumentMeta"]["properties"]["chars"]["type"] == "integer"
+    assert "event: delta" in spec["paths"]["/chat"]["post"]["description"]
+    assert {"citations", "answerable", "reason"} <= set(schemas["ChatCompletionResponse"]["properties"])
 
 
 # ----------------------------------------------------------------------------- in-process: failures
@@ -496,3 +563,46 @@ def test_followup_topics_and_linking_words():
     assert q == "뿌리산업 생산액은? 고용 인원은 몇 명이야?"
     q = resolve_followup(_conv("올해 예산은?", "…", "그럼 작년엔?"))  # no year to resolve against
     assert q == "올해 예산은? 작년엔?"
+
+
+# ----------------------------------------------------------------------------- documented models
+
+
+def test_responses_match_their_documented_models(api, welding_answer):
+    """Every field a response has is in the pydantic model that documents it in /docs, and the model accepts it."""
+    from rag.api import models as m
+
+    def check(model, data):
+        model.model_validate(data)
+        extra = set(data) - set(model.model_fields)
+        assert not extra, f"{model.__name__} does not document {extra}"
+
+    body = welding_answer.json()
+    check(m.ChatResponse, body)
+    for c in body["citations"]:
+        check(m.CitationOut, c)
+    for p in body["related"]:
+        check(m.PassageOut, p)
+    search = api.post("/search", json={"question": WELDING_Q, "compact": True}).json()
+    check(m.SearchResponse, search)
+    for p in search["passages"]:
+        check(m.PassageOut, p)
+    for d in api.get("/documents").json():
+        check(m.DocumentMeta, d)
+    with api.stream("POST", "/chat", json={"question": WELDING_Q, "stream": True}) as r:
+        events = _sse(r)
+    for name, data in events:
+        if name == "delta":
+            check(m.StreamDelta, data)
+        elif name == "answer":
+            check(m.StreamAnswer, data)
+    check(m.ModelList, api.get("/v1/models").json())
+    done = api.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": WELDING_Q}]}).json()
+    check(m.ChatCompletionResponse, done)
+    with api.stream("POST", "/v1/chat/completions",
+                    json={"stream": True, "messages": [{"role": "user", "content": WELDING_Q}]}) as r:
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    for chunk in chunks[:-1]:
+        check(m.ChatCompletionChunk, chunk)
+    m.ChatCompletionChunk.model_validate(chunks[-1])  # the last one also carries the extra fields
+    assert set(chunks[-1]) - set(m.ChatCompletionChunk.model_fields) == {"citations", "related", "answerable", "reason", "query"}

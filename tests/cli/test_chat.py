@@ -57,7 +57,7 @@ def test_bad_input_gets_a_message_and_the_session_continues(session):
     out = _ask(session, "")
     assert "질문을 입력하세요" in out
     out = _ask(session, "가" * 3000)
-    assert "3,000" in out and "2,000" in out  # "the question is 3,000 characters long; the limit is 2,000"
+    assert "3,000" in out and "2,000" in out  # "질문이 너무 깁니다: 3,000자 (최대 2,000자)"
     out = _ask(session, "/nonsense")
     assert "알 수 없는 명령" in out
     out = _ask(session, "/help")
@@ -84,3 +84,44 @@ def test_ctrl_d_exits_cleanly(project_index):
     child.close()
     assert child.exitstatus == 0
     assert "Traceback" not in (child.before or "")
+
+
+@pytest.mark.parametrize("line", ["/exit", "exit", "QUIT", "종료"])
+def test_exit_words_end_the_session_instead_of_being_asked(project_index, line):
+    child = _spawn()
+    child.sendline(line)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    after = child.before or ""
+    assert "╭" not in after and "근거" not in after and "질문을 처리할 수 없습니다" not in after  # nothing was answered
+    assert "Traceback" not in after
+
+
+def test_help_lists_the_commands(project_index):
+    child = _spawn()
+    out = _ask(child, "/help")
+    for command in ("/sources", "/history", "/clear", "/help", "/exit", "/quit", "종료"):
+        assert command in out, command
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
+def test_clear_forgets_the_conversation(project_index):
+    child = _spawn()
+    _ask(child, "용접 분야를 지원하는 지역뿌리기술지원센터는 어디에 있어?")
+    out = _ask(child, "그럼 울산은?")  # before /clear: joined with the question before it
+    assert "이전 질문과 이어서 검색" in out and "용접" in out.split("이전 질문과 이어서 검색", 1)[1].splitlines()[0]
+
+    out = _ask(child, "/clear")
+    assert "대화 기록을 지웠습니다" in out
+    assert "아직 질문이 없습니다" in _ask(child, "/history")
+    assert "아직 답변이 없습니다" in _ask(child, "/sources")
+
+    out = _ask(child, "그럼 울산은?")  # after /clear: searched alone
+    assert "이전 질문과 이어서 검색" not in out
+    assert "그럼 울산은?" in out  # the answer panel's title: the question as typed
+    history = _ask(child, "/history")
+    assert "1. 그럼 울산은?" in history and "2. " not in history  # the questions before /clear are gone
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)

@@ -51,7 +51,7 @@ def test_status_before_build_says_missing(fresh_env):
     r = run(fresh_env, "index", "status", "--json")
     assert r.returncode == 1
     status = json.loads(r.stdout)
-    assert status["built"] is False and "no index" in status["reasons"][0]
+    assert status["built"] is False and "색인이 없습니다" in status["reasons"][0]
 
 
 def test_bad_input_fails_fast_and_writes_nothing(fresh_env):
@@ -64,7 +64,8 @@ def test_bad_input_fails_fast_and_writes_nothing(fresh_env):
         r = run(fresh_env, *args)
         assert r.returncode == 2, args
         lines = r.stderr.decode().strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+        assert len(lines) == 1 and lines[0].startswith("오류:"), r.stderr
+        assert any("가" <= ch <= "힣" for ch in lines[0][3:]), lines[0]  # the reason itself is Korean
         assert r.stdout == b""
     assert not (index_dir / "current").exists()
     r = run(fresh_env, "search", "--batch", "x.jsonl")  # batch output is JSON lines only
@@ -125,13 +126,13 @@ def test_batch_keeps_order_ids_and_reports_bad_lines(env, tmp_path):
     r = run(env, "search", "--batch", str(batch), "--json", "-k", "10", "--mode", "hybrid")
     assert r.returncode == 0, r.stderr.decode()
     rows = [json.loads(line) for line in r.stdout.decode().splitlines()]
-    assert [row.get("id") for row in rows] == ["a", None, 7, "empty", None, "last", None]
+    assert [row.get("id") for row in rows] == ["a", None, 7, "empty", "no-question", "last", None]
     assert len(rows[0]["passages"]) == 10 and rows[0]["mode"] == "hybrid"
-    assert "error" in rows[1] and "line 2" in rows[1]["error"]
-    assert rows[3]["error"] == "the question is empty"
+    assert "error" in rows[1] and "2번째 줄" in rows[1]["error"]
+    assert rows[3]["error"] == "질문이 비어 있습니다"
     assert "question" in rows[4]["error"]
     assert "UTF-8" in rows[6]["error"]
-    assert "had errors" in r.stderr.decode()
+    assert "오류가 있습니다" in r.stderr.decode()
     # the same file through stdin
     r2 = run(env, "search", "--batch", "-", "--json", stdin=batch.read_bytes())
     assert len(r2.stdout.decode().splitlines()) == 7
@@ -178,7 +179,7 @@ def test_stale_index_is_rebuilt_with_a_notice(env, tmp_path):
     doc.write_text(text[:cut] + "추가 문단: 뿌리산업 테스트 문장.\n\n" + text[cut:], encoding="utf-8")
     r = run(own, "search", "추가 문단 뿌리산업 테스트 문장", "--json", "--mode", "bm25")
     assert r.returncode == 0, r.stderr.decode()
-    assert "stale" in r.stderr.decode() and "document 003 changed" in r.stderr.decode()
+    assert "최신이 아닙니다" in r.stderr.decode() and "문서 003 변경됨" in r.stderr.decode()
     out = json.loads(r.stdout)  # stdout stays clean JSON
     assert "추가 문단: 뿌리산업 테스트 문장." in out["passages"][0]["text"]  # the rebuilt index has it
     status = json.loads(run(own, "index", "status", "--json").stdout)

@@ -191,7 +191,7 @@ def test_compare_deltas_and_flips(tmp_path):
     # load_payload rejects what is not a payload
     bad = tmp_path / "bad.json"
     bad.write_text('{"x": 1}', encoding="utf-8")
-    with pytest.raises(ValueError, match="not a `rag eval --json` payload"):
+    with pytest.raises(ValueError, match="`rag eval --json` 결과가 아닙니다"):
         ev.load_payload(bad)
 
 
@@ -306,10 +306,10 @@ def test_cli_end_to_end_on_a_small_set(tmp_path, project_index):
 
     bad = subprocess.run([*RAG, "eval", "--set", str(small), "--mode", "sparse", "--no-report"],
                          capture_output=True, cwd=ROOT, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown mode" in bad.stderr and bad.stdout == ""
+    assert bad.returncode == 2 and "알 수 없는 검색 모드" in bad.stderr and bad.stdout == ""
     missing = subprocess.run([*RAG, "eval", "--set", str(tmp_path / "nope.jsonl")], capture_output=True, cwd=ROOT, text=True,
                              timeout=120)
-    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    assert missing.returncode == 2 and "읽을 수 없습니다" in missing.stderr
 
 
 def test_ci_gate_on_the_curated_set(real):

@@ -64,7 +64,7 @@ def test_fusion_weight_moves_the_ranking():
 
 
 def test_unknown_fusion_method_is_refused():
-    with pytest.raises(ConfigError, match="unknown fusion method"):
+    with pytest.raises(ConfigError, match="알 수 없는 결합 방식"):
         fuse({0: 1.0}, {0: 1.0}, FusionConfig(method="borda"))
 
 
@@ -95,7 +95,7 @@ def test_top_positive_drops_non_positive_scores():
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("", "empty"), ("  \n\t", "empty"), ("가" * 2001, "2,001 characters"), ("뿌리\x00산업", "NUL"), (None, "text"),
+    ("", "비어"), ("  \n\t", "비어"), ("가" * 2001, "2,001자"), ("뿌리\x00산업", "NUL"), (None, "텍스트"),
 ])
 def test_check_question_refuses(bad, message):
     with pytest.raises(QuestionError, match=message):

@@ -1,5 +1,7 @@
 """``GET /documents``, ``/documents/{doc_id}`` and ``/documents/{doc_id}/text``: the corpus
-as the citations see it (manifest entries, section trees, exact spans of normalised text)."""
+as the citations see it (manifest entries, section trees, exact spans of normalised text).
+Every number is a JSON number (``chars`` included); a citation's ``url`` points at
+``/documents/{doc_id}/text``."""
 
 from __future__ import annotations
 
@@ -28,14 +30,14 @@ def _doc(state: ApiState, doc_id: str):
 @router.get("/documents", response_model=list[DocumentMeta], summary="문서 목록 (manifest)",
             responses={401: {"model": ErrorResponse}})
 async def list_documents(state: ApiState = Depends(get_state)) -> KoreanJSONResponse:
-    return KoreanJSONResponse([d.meta() for d in state.docs.values()])
+    return KoreanJSONResponse([state.meta_of(doc_id) for doc_id in state.docs])
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentDetail, summary="문서 정보와 절 구조 트리",
             responses={401: {"model": ErrorResponse}, 404: {"model": ErrorResponse}})
 async def get_document(doc_id: str = DOC_ID, state: ApiState = Depends(get_state)) -> KoreanJSONResponse:
-    doc = _doc(state, doc_id)
-    return KoreanJSONResponse({**doc.meta(), "sections": state.sections_of(doc_id)})
+    _doc(state, doc_id)
+    return KoreanJSONResponse({**state.meta_of(doc_id), "sections": state.sections_of(doc_id)})
 
 
 @router.get(

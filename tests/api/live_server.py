@@ -1,0 +1,68 @@
+"""A real API server on loopback for end-to-end tests: ``python -c "serve(port=…)"`` in a
+child process, on the session's corpus and index (tests/conftest.py sets ``RAG_*``), with
+extra environment (an API key, CORS origins) per server. Used by tests/api and
+tests/integrations; not a test module itself."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = float(os.environ.get("RAG_TEST_STARTUP_TIMEOUT", "900"))  # a first index build is ~1 min
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``rag.api.server.serve`` in a child process; its output goes to ``log_dir/name.log``."""
+
+    def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"{name}.log"
+        env = {k: v for k, v in os.environ.items() if k not in ("RAG_API_KEY", "RAG_CORS_ORIGINS")}
+        env.update(extra_env)
+        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", f"from rag.api.server import serve; serve(port={self.port})"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll /health until 200; fail the test with the server's log if it dies or never answers."""
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode} during startup:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"server not ready after {STARTUP_TIMEOUT:.0f} s:\n{self.log()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
