@@ -226,15 +226,43 @@ def cited_answer(question: str, picks: list[_Pick], passages: Sequence[Passage],
     return Answer(question, text, True, citations, related=list(passages), timings_ms=timings, signals=signals)
 
 
-def compose(question: str, result: SearchResult, retriever: Retriever, policy=None) -> Answer:
-    """Pick the candidates that best answer the question, cite each one, and decide
-    (with the calibrated abstention policy) whether to answer at all."""
-    t0 = time.perf_counter()
+@dataclass(frozen=True)
+class Reading:
+    """What composing reads off a question and its passages, computed once: both answer
+    lines (the rules here, the learned one in :mod:`rag.answer.learned_compose`) use it."""
+
+    terms: QuestionTerms
+    shape: QuestionShape
+    cands: list[list[Candidate]]  # per passage
+    contexts: list  # per passage: its document's title context (:func:`doc_context`)
+    scored: list[Scored]  # every candidate, lexical order
+    parts: list[tuple[QuestionTerms, list[Scored]]]  # the parts of a multi-part question, scored
+
+
+def read(question: str, result: SearchResult, retriever: Retriever) -> Reading:
+    """Read the question once, cut the passages into candidate lines and score them."""
     passages = result.passages
     terms = question_terms(question, retriever)
     shape = analyse(question, retriever.analyzer)
     cands = [passage_candidates(p, retriever.doc_texts.get(p.doc_id, ""), retriever.analyzer) for p in passages]
-    contexts = [doc_context(retriever, p.doc_id) for p in passages]
+    parts = []
+    for part in shape.parts:
+        pt = part_terms(terms, part.text, retriever)
+        if pt.total > 0:
+            parts.append((pt, score_candidates(pt, passages, cands, part.kind, part.pattern, part.text)))
+    return Reading(terms, shape, cands, [doc_context(retriever, p.doc_id) for p in passages],
+                   score_candidates(terms, passages, cands, shape.kind, shape.pattern, question), parts)
+
+
+def compose(question: str, result: SearchResult, retriever: Retriever, policy=None,
+            reading: Reading | None = None) -> Answer:
+    """Pick the candidates that best answer the question, cite each one, and decide
+    (with the calibrated abstention policy) whether to answer at all. ``reading``: the
+    question already read (:func:`read`)."""
+    t0 = time.perf_counter()
+    passages = result.passages
+    reading = reading or read(question, result, retriever)
+    terms, shape, cands, contexts, parts = reading.terms, reading.shape, reading.cands, reading.contexts, reading.parts
     idf = idf_table(retriever)
 
     supports: dict[tuple[str, int, int], Support] = {}  # the answer's lines are mostly among the head
@@ -245,14 +273,8 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
             supports[key] = support(shape, terms, c, question, contexts[pi], idf.occurrences)
         return supports[key]
 
-    scored = score_candidates(terms, passages, cands, shape.kind, shape.pattern, question)
-    head = scored[:SUPPORT_DEPTH]
-    scored = prefer_supported(head, [support_of(s.cand, s.passage_index) for s in head]) + scored[SUPPORT_DEPTH:]
-    parts = []
-    for part in shape.parts:
-        pt = part_terms(terms, part.text, retriever)
-        if pt.total > 0:
-            parts.append((pt, score_candidates(pt, passages, cands, part.kind, part.pattern, part.text)))
+    head = reading.scored[:SUPPORT_DEPTH]
+    scored = prefer_supported(head, [support_of(s.cand, s.passage_index) for s in head]) + reading.scored[SUPPORT_DEPTH:]
     picks = compose_picks(shape, terms, scored, cands, passages, parts)
     lines = [(c, p.passage_index) for p in picks for c in p.cands]
     signals = abstain.compute_signals(
