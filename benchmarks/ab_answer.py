@@ -8,9 +8,10 @@ Usage::
 
 The earlier commit is checked out into a temporary git worktree; both sides run with this
 checkout's virtualenv and share the model cache. Latency: one warm child process per side
-loads its retriever and answers every question of ``evaluation/qa.jsonl`` (k=5, hybrid),
-round after round, the two sides taking turns; the first round is a warm-up and is not
-counted. Build: each side builds a new index into an empty folder in a fresh process,
+loads its retriever and answers the questions of ``evaluation/qa.jsonl`` (k=5, hybrid)
+one at a time, the two sides taking turns question by question (this machine's speed
+drifts by tens of percent within minutes), round after round; the first round is a
+warm-up and is not counted. Build: each side builds a new index into an empty folder in a fresh process,
 taking turns. Prints p50/p95 per side and the ratios; writes
 ``benchmarks/out/ab_answer.json``.
 """
@@ -31,21 +32,19 @@ import synthetic as S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The child: answers every question once per line read from stdin, prints the times.
+#: The child: prints its question count, then answers question ``i`` for each line ``i``
+#: read from stdin and prints the milliseconds it took.
 CHILD = r"""
 import json, sys, time
 from rag.answer.pipeline import answer_question
 from rag.search.retriever import Retriever
 questions = [json.loads(l)["question"] for l in open("evaluation/qa.jsonl", encoding="utf-8") if l.strip()]
 retriever = Retriever.open()
-print("ready", flush=True)
-for _ in sys.stdin:
-    times = []
-    for q in questions:
-        t0 = time.perf_counter()
-        answer_question(retriever, q, k=5)
-        times.append((time.perf_counter() - t0) * 1e3)
-    print(json.dumps(times), flush=True)
+print(len(questions), flush=True)
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    answer_question(retriever, questions[int(line)], k=5)
+    print((time.perf_counter() - t0) * 1e3, flush=True)
 """
 
 
@@ -67,8 +66,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("rev", help="the earlier commit (baseline)")
     ap.add_argument("--rounds", type=int, default=3, help="counted latency rounds over all questions")
-    ap.add_argument("--builds", type=int, default=2, help="index builds from nothing per side")
+    ap.add_argument("--builds", type=int, default=2, help="index builds from nothing per side (at least 1)")
     args = ap.parse_args()
+    args.builds = max(1, args.builds)  # the latency children use the first build
     sides = {"baseline": None, "current": ROOT}
     builds: dict[str, list[float]] = {k: [] for k in sides}
     latency: dict[str, list[float]] = {k: [] for k in sides}
@@ -86,15 +86,17 @@ def main() -> int:
                                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                                stderr=subprocess.DEVNULL)
                         for name, checkout in sides.items()}
-            for child in children.values():
-                assert child.stdout.readline().strip() == "ready"
+            counts = {int(child.stdout.readline()) for child in children.values()}
+            assert len(counts) == 1, "both sides must read the same question set"
+            n = counts.pop()
             for r in range(args.rounds + 1):
-                for name, child in children.items():
-                    child.stdin.write("go\n")
-                    child.stdin.flush()
-                    times = json.loads(child.stdout.readline())
-                    if r > 0:  # round 0 warms caches
-                        latency[name].extend(times)
+                for i in range(n):
+                    for name, child in children.items():
+                        child.stdin.write(f"{i}\n")
+                        child.stdin.flush()
+                        ms = float(child.stdout.readline())
+                        if r > 0:  # round 0 warms caches
+                            latency[name].append(ms)
                 print(f"latency round {r}/{args.rounds} done", flush=True)
             for child in children.values():
                 child.stdin.close()
