@@ -3,10 +3,12 @@ vector of the text an answer shows, they survive save/load, unchanged lines are 
 by the next build, and a damaged line table is never loaded."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
 
+from conftest import make_small_corpus
 from rag.errors import IndexCorruptError
 from rag.index.build import build_index
 from rag.index.line_vectors import LINE_KEYS, LineTable, corpus_lines, embedded_text
@@ -18,8 +20,25 @@ def build(settings, embedder, analyzer):
     return build_index(settings, embedder=embedder, analyzer=analyzer)
 
 
-def test_every_answer_line_has_its_own_vector(small_settings, embedder, analyzer):
-    built = build(small_settings, embedder, analyzer)
+@pytest.fixture(scope="module")
+def small_build(tmp_path_factory, settings, embedder, analyzer):
+    """One real build of a two-document corpus for the module (tests that change it copy it)."""
+    folder = tmp_path_factory.mktemp("lines")
+    small = settings.with_(corpus_dir=make_small_corpus(folder / "corpus"), index_dir=folder / "index")
+    return small, build(small, embedder, analyzer)
+
+
+@pytest.fixture()
+def build_copy(small_build, tmp_path):
+    """A private copy of the module's corpus and index, free to edit."""
+    small, _ = small_build
+    shutil.copytree(small.corpus_dir, tmp_path / "corpus")
+    shutil.copytree(small.index_dir, tmp_path / "index", symlinks=True)
+    return small.with_(corpus_dir=tmp_path / "corpus", index_dir=tmp_path / "index")
+
+
+def test_every_answer_line_has_its_own_vector(small_build, embedder):
+    small_settings, built = small_build
     loaded = load_index(small_settings.index_dir, verify=True)
     docs = {d.doc_id: d.text for d in load_corpus(small_settings.corpus_dir)}
     lines = corpus_lines(loaded.chunks, docs)
@@ -35,8 +54,8 @@ def test_every_answer_line_has_its_own_vector(small_settings, embedder, analyzer
     assert np.all(np.sum(fresh * got, axis=1) > 0.999)
 
 
-def test_cosines_rank_a_line_above_unrelated_ones(small_settings, embedder, analyzer):
-    index = build(small_settings, embedder, analyzer)
+def test_cosines_rank_a_line_above_unrelated_ones(small_build, embedder):
+    small_settings, index = small_build
     table = index.lines
     target = next(k for k, (_, ln) in zip(table.keys, corpus_lines(index.chunks, {
         d.doc_id: d.text for d in load_corpus(small_settings.corpus_dir)})) if "4,000억원 규모의 뿌리전용" in ln.display)
@@ -48,8 +67,9 @@ def test_cosines_rank_a_line_above_unrelated_ones(small_settings, embedder, anal
     assert table.cosines(table.keys[:3], None).tolist() == [0.0, 0.0, 0.0]
 
 
-def test_unchanged_lines_are_reused_by_the_next_build(small_settings, embedder, analyzer):
-    first = build(small_settings, embedder, analyzer)
+def test_unchanged_lines_are_reused_by_the_next_build(build_copy, embedder, analyzer):
+    small_settings = build_copy
+    first = load_index(small_settings.index_dir)
     again = build(small_settings, embedder, analyzer)
     assert again.manifest["reembedded_lines"] == 0 and again.manifest["reembedded"] == 0
     path = next(small_settings.corpus_dir.glob("003_*.txt"))
@@ -62,8 +82,8 @@ def test_unchanged_lines_are_reused_by_the_next_build(small_settings, embedder, 
                                   np.asarray(first.lines.vectors)[[i for _, i in kept]])
 
 
-def test_a_damaged_line_table_is_never_loaded(small_settings, embedder, analyzer):
-    build(small_settings, embedder, analyzer)
+def test_a_damaged_line_table_is_never_loaded(build_copy):
+    small_settings = build_copy
     folder = load_index(small_settings.index_dir).path
     keys = json.loads((folder / LINE_KEYS).read_text(encoding="utf-8"))
     (folder / LINE_KEYS).write_text(json.dumps(keys[:-1], ensure_ascii=False), encoding="utf-8")
