@@ -19,7 +19,12 @@ from rag.answer.abstain import NEVER, decline_reason, load_policy
 from rag.answer.cite import NOT_FOUND, Answer
 from rag.answer.compose import Reading, cited_answer, compose, compose_picks, read
 from rag.answer.evidence import Support, support
-from rag.answer.features import QuestionContext, line_checks, line_features, question_features
+from rag.answer.features import (
+    QuestionContext,
+    line_checks,
+    line_features,
+    question_features,
+)
 from rag.answer.learned import AnswerModels, load_models
 from rag.answer.scoring import Scored
 from rag.answer.terms import QuestionTerms, idf_table

@@ -15,10 +15,10 @@ import pytest
 
 from rag.answer import abstain
 from rag.answer.abstain import NEVER, Policy, load_policy
-from rag.answer.compose import compose, passage_candidates
 from rag.answer.cite import NOT_FOUND, Citation, checked_citations, verify_citation
-from rag.answer.pipeline import answer_question
+from rag.answer.compose import compose, passage_candidates
 from rag.answer.evidence import numbers_found
+from rag.answer.pipeline import answer_question
 from rag.eval.calibration import TARGET_ABSTAINED, TARGET_ANSWERED, TARGET_CONTAINMENT
 from rag.eval.calibration_math import Outcome, figures
 from rag.eval.evalset import contains_answer, load_qa

@@ -7,9 +7,9 @@ import pytest
 
 from rag.answer.abstain import NEVER
 from rag.answer.compose import compose, passage_candidates
+from rag.answer.evidence import support
 from rag.answer.pipeline import answer_question
 from rag.answer.scoring import doc_context
-from rag.answer.evidence import support
 from rag.answer.terms import idf_table, question_terms
 from rag.query.shape import analyse
 from rag.search.retriever import SearchResult

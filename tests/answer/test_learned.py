@@ -12,8 +12,8 @@ import textwrap
 import lightgbm as lgb  # a test dependency: missing, the suite fails here rather than skipping
 import numpy as np
 import pytest
-
 from conftest import ROOT
+
 from rag.answer.features import CHECK_FEATURES, LINE_FEATURES, QUESTION_FEATURES
 from rag.answer.learned import ARTIFACT, TreeEnsemble, load_models
 from rag.answer.learned_compose import compose_learned, prepare

@@ -7,6 +7,7 @@ import json
 import os
 
 from conftest import ROOT, run_rag
+
 from rag.eval.answers import contains, figures
 
 QUESTIONS = [

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import ROOT
+
 from rag.eval.splits import TEST_SHARE, group_at, section_groups, side_of
 
 

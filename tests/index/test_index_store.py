@@ -9,11 +9,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from rag.index import store
-from rag.index.store import build_lock, index_status, load_index
-from rag.index.spec import BuildSpec
 from rag.errors import IndexBusyError, IndexCorruptError, IndexMissingError
+from rag.index import store
 from rag.index.build import build_index, ensure_index
+from rag.index.spec import BuildSpec
+from rag.index.store import build_lock, index_status, load_index
 
 
 def build(settings, embedder, analyzer, **kw):

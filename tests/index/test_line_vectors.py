@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import make_small_corpus
+
 from rag.errors import IndexCorruptError
 from rag.index.build import build_index
 from rag.index.line_vectors import LINE_KEYS, LineTable, corpus_lines, embedded_text

@@ -1,7 +1,7 @@
 """Fixtures of the browser tests: real servers on loopback, real Chromium through Playwright.
 
-- Two ``rag serve``-equivalent servers (``rag.api.server.serve`` in a child process, as in
-  tests/api) on the session's index: one open, one with ``RAG_API_KEY`` set. Started once
+- Two ``rag serve``-equivalent servers (``tests/live_server.py``, shared with tests/api)
+  on the session's index: one open, one with ``RAG_API_KEY`` set. Started once
   for the session, on first use.
 - Debian's Chromium (``/usr/bin/chromium``; ``RAGTEST_CHROMIUM`` overrides the path),
   driven by Playwright's Python API. Playwright's own browser downloads are never used.
@@ -15,9 +15,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,66 +22,16 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from live_server import ROOT, STARTUP_TIMEOUT
+from live_server import LiveServer as Server
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RAGTEST_CHROMIUM", "/usr/bin/chromium")
-STARTUP_TIMEOUT = float(os.environ.get("RAG_TEST_STARTUP_TIMEOUT", "900"))  # a first index build is ~1 min
 #: Playwright's wait for an answer or an element (ms): generous, the machine is shared.
 UI_TIMEOUT_MS = 90_000
 API_KEY = "웹-테스트-키-42"  # non-ASCII on purpose: the page must send it as UTF-8 bytes
 #: Screenshots of the browser tests (git-ignored).
 ARTIFACTS = ROOT / "tests" / "artifacts"
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """The API server in a child process on a free loopback port (a local copy of the
-    helper in tests/api/test_api.py)."""
-
-    def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str]):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if k not in ("RAG_API_KEY", "RAG_CORS_ORIGINS")}
-        env.update(extra_env)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", f"from rag.api.server import serve; serve(port={self.port})"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )
-
-    def log(self) -> str:
-        """The end of the server's log (for failure messages)."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
-
-    def wait_ready(self, deadline: float) -> None:
-        """Block until /health answers 200; fail with the log if the server dies or stalls."""
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode} during startup:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
-        pytest.fail(f"server not ready after {STARTUP_TIMEOUT:.0f} s:\n{self.log()}")
-
-    def stop(self) -> None:
-        """Terminate the server (kill it if it does not stop in 15 s)."""
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture(scope="session")

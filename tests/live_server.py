@@ -1,7 +1,7 @@
 """A real API server on loopback for end-to-end tests: ``python -c "serve(port=…)"`` in a
 child process, on the session's corpus and index (tests/conftest.py sets ``RAG_*``), with
-extra environment (an API key, CORS origins) per server. Used by tests/api and
-tests/integrations; not a test module itself."""
+extra environment (an API key, CORS origins) per server. Used by tests/api,
+tests/integrations and tests/web; not a test module itself."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = float(os.environ.get("RAG_TEST_STARTUP_TIMEOUT", "900"))  # a first index build is ~1 min
 
 
