@@ -14,7 +14,11 @@ class ConfigError(RagError, ValueError):
     """A setting names something that does not exist (a fusion method, a backend)."""
 
 
-class QuestionError(RagError, ValueError):
+class InputError(RagError, ValueError):
+    """Text from outside (argv, a file, stdin, an HTTP body) is not valid UTF-8 text."""
+
+
+class QuestionError(InputError):
     """The question or search options are unusable; the message says why, in one line."""
 
 

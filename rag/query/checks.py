@@ -4,7 +4,8 @@ every face (CLI, chat, HTTP) calls before anything is loaded."""
 from __future__ import annotations
 
 from rag.config import MAX_QUESTION_CHARS
-from rag.errors import QuestionError
+from rag.errors import InputError, QuestionError
+from rag.text.outside import check_text
 
 MODES = ("hybrid", "bm25", "dense")
 
@@ -23,7 +24,10 @@ def check_question(question: object) -> str:
         raise QuestionError(f"질문이 너무 깁니다: {len(q):,}자 (최대 {MAX_QUESTION_CHARS:,}자)")
     if "\x00" in q:
         raise QuestionError("질문에 NUL 문자가 들어 있습니다")
-    return q
+    try:
+        return check_text(q, "질문")
+    except InputError as exc:  # callers handle a bad question as one kind of error
+        raise QuestionError(str(exc)) from None
 
 
 def check_options(k: int, mode: str) -> None:
