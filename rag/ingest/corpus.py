@@ -78,11 +78,25 @@ def load_manifest(corpus_dir: Path) -> list[dict[str, str]]:
     return entries
 
 
+def document_path(corpus_dir: Path, name: object) -> Path:
+    """Where a manifest's ``file`` lives, resolved (symbolic links followed) and required to
+    stay inside the corpus folder: a manifest must not serve ``../secret.txt``, an absolute
+    path or a link that leads out of the folder."""
+    if not isinstance(name, str):
+        raise CorpusError(f"매니페스트의 file 값은 파일 이름이어야 합니다: {name!r}")
+    root = Path(corpus_dir).resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise CorpusError(f"매니페스트의 파일 {name!r}이(가) 코퍼스 폴더 {root} 밖을 가리킵니다; "
+                          "문서는 코퍼스 폴더 안에 두세요")
+    return path
+
+
 def load_corpus(corpus_dir: Path) -> list[Document]:
     """All documents of the manifest, in manifest order; every listed file must exist."""
     docs = []
     for entry in load_manifest(corpus_dir):
-        path = corpus_dir / entry["file"]
+        path = document_path(corpus_dir, entry["file"])
         if not path.is_file():
             raise CorpusError(f"매니페스트에 있는 {entry['file']} 파일이 {corpus_dir}에 없습니다")
         docs.append(Document(
