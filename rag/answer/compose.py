@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from rag.answer import abstain
@@ -237,6 +237,17 @@ class Reading:
     contexts: list  # per passage: its document's title context (:func:`doc_context`)
     scored: list[Scored]  # every candidate, lexical order
     parts: list[tuple[QuestionTerms, list[Scored]]]  # the parts of a multi-part question, scored
+    occurrences: dict  # the corpus's term occurrences (:func:`idf_table`), for the evidence checks
+    _supports: dict[tuple[str, int, int], Support] = field(default_factory=dict, repr=False, compare=False)
+
+    def support_of(self, question: str, cand: Candidate, passage_index: int) -> Support:
+        """The evidence checks of one candidate line, computed once per question however
+        many times the rules and the learned line ask."""
+        key = (cand.chunk_id, cand.start, cand.end)
+        if key not in self._supports:
+            self._supports[key] = support(self.shape, self.terms, cand, question, self.contexts[passage_index],
+                                          self.occurrences)
+        return self._supports[key]
 
 
 def read(question: str, result: SearchResult, retriever: Retriever) -> Reading:
@@ -251,7 +262,8 @@ def read(question: str, result: SearchResult, retriever: Retriever) -> Reading:
         if pt.total > 0:
             parts.append((pt, score_candidates(pt, passages, cands, part.kind, part.pattern, part.text)))
     return Reading(terms, shape, cands, [doc_context(retriever, p.doc_id) for p in passages],
-                   score_candidates(terms, passages, cands, shape.kind, shape.pattern, question), parts)
+                   score_candidates(terms, passages, cands, shape.kind, shape.pattern, question), parts,
+                   idf_table(retriever).occurrences)
 
 
 def compose(question: str, result: SearchResult, retriever: Retriever, policy=None,
@@ -265,13 +277,8 @@ def compose(question: str, result: SearchResult, retriever: Retriever, policy=No
     terms, shape, cands, contexts, parts = reading.terms, reading.shape, reading.cands, reading.contexts, reading.parts
     idf = idf_table(retriever)
 
-    supports: dict[tuple[str, int, int], Support] = {}  # the answer's lines are mostly among the head
-
     def support_of(c: Candidate, pi: int) -> Support:
-        key = (c.chunk_id, c.start, c.end)
-        if key not in supports:
-            supports[key] = support(shape, terms, c, question, contexts[pi], idf.occurrences)
-        return supports[key]
+        return reading.support_of(question, c, pi)
 
     head = reading.scored[:SUPPORT_DEPTH]
     scored = prefer_supported(head, [support_of(s.cand, s.passage_index) for s in head]) + reading.scored[SUPPORT_DEPTH:]

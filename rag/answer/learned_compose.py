@@ -18,7 +18,7 @@ import numpy as np
 from rag.answer.abstain import NEVER, decline_reason, load_policy
 from rag.answer.cite import NOT_FOUND, Answer
 from rag.answer.compose import Reading, cited_answer, compose, compose_picks, read
-from rag.answer.evidence import Support, support
+from rag.answer.evidence import Support
 from rag.answer.features import (
     QuestionContext,
     line_checks,
@@ -27,7 +27,7 @@ from rag.answer.features import (
 )
 from rag.answer.learned import AnswerModels, load_models
 from rag.answer.scoring import Scored
-from rag.answer.terms import QuestionTerms, idf_table
+from rag.answer.terms import QuestionTerms
 from rag.answer.tuning import POOL_SIZE
 from rag.errors import AnswerModelError
 from rag.query.shape import QuestionShape
@@ -60,13 +60,11 @@ def prepare(question: str, result: SearchResult, retriever: Retriever) -> Prepar
     composition), check the best candidates against the question's shape and describe
     them (training uses this too)."""
     reading = read(question, result, retriever)
-    shape, terms, scored = reading.shape, reading.terms, reading.scored
-    pool = scored[:POOL_SIZE]
-    occurrences = idf_table(retriever).occurrences
-    supports = [support(shape, terms, s.cand, question, reading.contexts[s.passage_index], occurrences) for s in pool]
+    pool = reading.scored[:POOL_SIZE]
+    supports = [reading.support_of(question, s.cand, s.passage_index) for s in pool]
     rules = compose(question, result, retriever, policy=NEVER, reading=reading)  # the rules' answer, never declined
     rule_signals = {**rules.signals, "declines": float(load_policy().abstains(rules.signals))}
-    context = QuestionContext(shape, terms, result, result.passage_cosines(retriever.index.vectors),
+    context = QuestionContext(reading.shape, reading.terms, result, result.passage_cosines(retriever.index.vectors),
                               tuple((c.passage.chunk_id, c.quote_start) for c in rules.citations), rule_signals)
     line_cos = retriever.index.lines.cosines([(s.cand.chunk_id, s.cand.start) for s in pool], result.query_vector)
     return Prepared(context, reading, pool, supports, line_features(context, pool, supports, line_cos),
@@ -100,7 +98,7 @@ def compose_learned(question: str, result: SearchResult, retriever: Retriever,
         top = order[0] if len(order) else None
         reason = decline_reason(shape, terms, prep.pool[top].cand if top is not None else None,
                                 prep.supports[top] if top is not None else None, passages,
-                                idf_table(retriever).occurrences)
+                                prep.reading.occurrences)
         return Answer(question, NOT_FOUND, False, [], related=passages, timings_ms=timings, signals=signals,
                       reason=reason)
     top = prep.pool[order[0]].cand
