@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rag.errors import ConfigError, InputError
+from rag.text.outside import check_text
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 #: Data files of the package: word lists, hanja and synonym tables, learned artifacts.
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -44,8 +47,50 @@ ANSWER_LINE_ENV = "RAG_ANSWER_LINE"
 ANSWER_LINES = ("learned", "rules")
 
 
-def _env_path(name: str, default: Path) -> Path:
+#: Every variable above: ``check_environment`` refuses a value that is not UTF-8 text.
+ENV_NAMES = (CORPUS_DIR_ENV, INDEX_DIR_ENV, CACHE_DIR_ENV, MODEL_ENV, EMBED_BATCH_ENV, API_KEY_ENV,
+             CORS_ORIGINS_ENV, ANSWER_LINE_ENV)
+
+
+def env_text(name: str) -> str | None:
+    """The variable's value, None when unset, or ConfigError when it is not UTF-8 text
+    (undecodable bytes reach Python as lone surrogates, which nothing can print or write)."""
     value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return check_text(value, f"환경 변수 {name}")
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def env_positive_int(name: str, default: int) -> int:
+    """The variable as an integer of at least 1 (``default`` when unset or blank), or
+    ConfigError naming the variable and what it must be."""
+    raw = env_text(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        shown = raw if len(raw) <= 40 else raw[:39] + "…"
+        raise ConfigError(f"환경 변수 {name}={shown!r}이(가) 올바르지 않습니다: 1 이상의 정수여야 합니다 "
+                          f"(기본값 {default}; 쓰지 않으려면 변수를 지우세요)")
+    return value
+
+
+def answer_line_setting() -> str:
+    """``$RAG_ANSWER_LINE``: ``learned`` (default) or ``rules``, else ConfigError."""
+    line = (env_text(ANSWER_LINE_ENV) or "").strip() or ANSWER_LINES[0]
+    if line not in ANSWER_LINES:
+        raise ConfigError(f"{ANSWER_LINE_ENV}={line!r}: {' 또는 '.join(ANSWER_LINES)} 중 하나여야 합니다")
+    return line
+
+
+def _env_path(name: str, default: Path) -> Path:
+    value = env_text(name)
     return Path(value).expanduser().resolve() if value else default
 
 
@@ -62,10 +107,40 @@ class Settings:
     corpus_dir: Path = field(default_factory=lambda: _env_path(CORPUS_DIR_ENV, PROJECT_ROOT / "corpus"))
     index_dir: Path = field(default_factory=lambda: _env_path(INDEX_DIR_ENV, PROJECT_ROOT / "index"))
     cache_dir: Path = field(default_factory=default_cache_dir)
-    model: str = field(default_factory=lambda: os.environ.get(MODEL_ENV, DEFAULT_MODEL))
-    embed_batch: int = field(default_factory=lambda: max(1, int(os.environ.get(EMBED_BATCH_ENV) or DEFAULT_EMBED_BATCH)))
+    model: str = field(default_factory=lambda: env_text(MODEL_ENV) or DEFAULT_MODEL)
+    embed_batch: int = field(default_factory=lambda: env_positive_int(EMBED_BATCH_ENV, DEFAULT_EMBED_BATCH))
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""
         fixed = {k: Path(v) if k.endswith("_dir") and isinstance(v, str) else v for k, v in changes.items()}
         return replace(self, **fixed)  # type: ignore[arg-type]
+
+
+def check_environment() -> Settings:
+    """The settings, after checking every variable this package reads (all UTF-8 text, the
+    numbers and choices valid): ConfigError with one line naming the first bad one.
+    The faces call it before any work, so a typo fails at once rather than mid-run."""
+    for name in ENV_NAMES:
+        env_text(name)
+    answer_line_setting()
+    return Settings()
+
+
+# ----------------------------------------------------------------------------- cost and serving limits
+
+#: Most tokens of a question the query encoder reads, as the model counts them (the
+#: ``query: `` prefix, ``<s>`` and ``</s>`` included); a longer question is cut after the
+#: last whole word that fits (:meth:`rag.embed.encoder.Embedder.cut_query`; the HTTP API
+#: then searches and answers that part only). Encoder time grows faster
+#: than the length: a 2,000-character question (about 1,060 tokens) cost as much as 125
+#: ordinary ones, so a handful of them starved everyone. The longest question of the
+#: evaluation sets is 61 tokens (median 22), so every real question is read whole.
+QUERY_TOKEN_BUDGET = 128
+
+#: Environment variables of the HTTP server's limits; defaults and reasons in :mod:`rag.api.limits`.
+HEADER_TIMEOUT_ENV = "RAG_HEADER_TIMEOUT"
+BODY_TIMEOUT_ENV = "RAG_BODY_TIMEOUT"
+MAX_CONNECTIONS_ENV = "RAG_MAX_CONNECTIONS"
+MAX_INFLIGHT_ENV = "RAG_MAX_INFLIGHT"
+MAX_QUEUE_ENV = "RAG_MAX_QUEUE"
+QUEUE_WAIT_ENV = "RAG_QUEUE_WAIT"

@@ -23,7 +23,7 @@ from rich.progress import (
 
 from rag.cli import render as cli_common
 from rag.config import PROJECT_ROOT
-from rag.errors import QuestionError
+from rag.errors import RagError
 
 EVALUATION = PROJECT_ROOT / "evaluation"
 
@@ -31,8 +31,9 @@ EVALUATION = PROJECT_ROOT / "evaluation"
 @contextmanager
 def _progress() -> Iterator:
     """One bar per question set on stderr, gone when the command ends."""
+    # disabled off a terminal: a transient bar shows nothing there, and rich ends it with a blank line
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=cli_common.err, transient=True) as bar:
+                  console=cli_common.err, transient=True, disable=not cli_common.err.is_terminal) as bar:
         tasks: dict[str, int] = {}
 
         def report(stage: str, advance: int, total: int) -> None:
@@ -78,8 +79,8 @@ def calibrate_command(
     try:
         with _progress() as progress:
             data = run_calibration(retriever, qa, heldout, progress=progress)
-    except QuestionError as exc:
-        cli_common.fail(str(exc))
+    except RagError as exc:
+        cli_common.fail_with(exc)
     section = report_section(data)
     typer.echo(section)
     if not dry_run:

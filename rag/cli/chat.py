@@ -13,10 +13,12 @@ Ctrl-C cancels the line being typed.
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
+from rich.text import Text
 
 from rag.cli.render import (
     EXIT_BAD_INPUT,
@@ -28,9 +30,10 @@ from rag.cli.render import (
     print_answer,
     snippet,
 )
-from rag.errors import QuestionError
+from rag.errors import InputError, QuestionError
 from rag.query.checks import check_options, check_question
 from rag.query.followup import resolve_followup
+from rag.text.outside import decode_utf8
 
 if TYPE_CHECKING:
     from rag.answer.cite import Answer
@@ -66,12 +69,26 @@ def is_exit(text: str) -> bool:
     return word in EXIT_COMMANDS or word in EXIT_WORDS
 
 
+def _accept_any_bytes() -> None:
+    """Let standard input hand over bytes that are not UTF-8 (as lone surrogates) instead
+    of raising UnicodeDecodeError inside ``input()``: :func:`_read` gives each line back its
+    bytes and decodes them strictly, so one bad line is refused and the session goes on."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
+
+
 def _read(prompt: str) -> str | None:
-    """One line from the user; None at end of input (Ctrl-D)."""
+    """One line from the user, decoded strictly as UTF-8 (InputError when it is not);
+    None at end of input (Ctrl-D) or when there is no standard input at all."""
+    if sys.stdin is None:
+        return None
     try:
-        return input(prompt)
+        line = input(prompt)  # readline on a terminal; a plain line read otherwise
     except EOFError:
         return None
+    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+    return decode_utf8(line.encode(encoding, "surrogateescape"), "입력한 줄", advice="UTF-8로 입력해 주세요")
 
 
 def _print_sources(answer: Optional[Answer]) -> None:
@@ -105,6 +122,11 @@ def _print_sources(answer: Optional[Answer]) -> None:
             out.print(f"      {line.replace(chr(9), ' | ')}", style="dim", highlight=False, markup=False)
 
 
+def _print_refusal(exc: InputError) -> None:
+    """Why a line was not asked, as one line (never wrapped: a pipe reads it whole)."""
+    out.print(Text(f"질문을 처리할 수 없습니다: {exc}", style="yellow"), highlight=False, soft_wrap=True)
+
+
 def chat_command(
     k: int = typer.Option(5, "-k", "--k", help="How many passages to draw each answer from."),
     mode: str = typer.Option("hybrid", "--mode", help=MODE_HELP),
@@ -119,6 +141,7 @@ def chat_command(
 
     retriever = open_retriever()
     _enable_line_editing()
+    _accept_any_bytes()
     out.print("[bold]뿌리산업·소부장 정책 문서 Q&A[/] — 질문을 입력하세요. [dim](/help 도움말, /exit 또는 종료 입력으로 끝내기)[/]")
     messages: list[dict] = []
     last = None
@@ -127,6 +150,9 @@ def chat_command(
             line = _read(PROMPT)
         except KeyboardInterrupt:
             out.print("\n[dim](입력 취소 — 끝내려면 /exit 또는 Ctrl-D)[/]")
+            continue
+        except InputError as exc:
+            _print_refusal(exc)
             continue
         if line is None:
             out.print()
@@ -165,7 +191,7 @@ def chat_command(
                 query = asked
             answer = answer_question(retriever, query, k=k, mode=mode)
         except QuestionError as exc:
-            out.print(f"[yellow]질문을 처리할 수 없습니다: {escape(str(exc))}[/]", highlight=False)
+            _print_refusal(exc)
             continue
         except KeyboardInterrupt:
             out.print("\n[dim](취소됨)[/]")

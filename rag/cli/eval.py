@@ -33,6 +33,7 @@ from rag.errors import RagError
 from rag.eval.evalset import DEFAULT_QA_PATH, PROJECT_ROOT, validate
 from rag.eval.evalset import load_corpus as load_corpus_texts
 from rag.query.checks import MAX_K, MODES
+from rag.text.outside import check_json_value
 
 REPORT_PATH = PROJECT_ROOT / "evaluation" / "report.md"
 LAST_RUN_PATH = PROJECT_ROOT / "evaluation" / "last_run.json"
@@ -42,8 +43,9 @@ LAST_RUN_PATH = PROJECT_ROOT / "evaluation" / "last_run.json"
 def _eval_progress() -> Iterator:
     """A bar per stage on stderr: the overall ``ablations`` bar stays, step bars replace each other."""
     err = cli_common.err
+    # disabled off a terminal: a transient bar shows nothing there, and rich ends it with a blank line
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=True) as bar:
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
         tasks: dict[str, int] = {}
         current: list[str | None] = [None]
 
@@ -214,7 +216,7 @@ def eval_command(
         try:
             run_answers(items, set_path, as_json)
         except RagError as exc:
-            cli_common.fail(str(exc))
+            cli_common.fail_with(exc)
         return
     from rag.eval import evaluate as ev  # lazy: start-up time (numpy)
 
@@ -222,26 +224,29 @@ def eval_command(
     old = None
     if compare_to is not None:
         try:
-            old = ev.load_payload(compare_to)
-        except ValueError as exc:
+            old = check_json_value(ev.load_payload(compare_to), f"{compare_to} 파일")
+        except ValueError as exc:  # InputError included: NaN, 1e999 or a lone surrogate in it
             cli_common.fail(str(exc), cli_common.EXIT_BAD_INPUT)
     ablations = report if ablations is None else ablations
 
-    settings = Settings()
+    try:
+        settings = Settings()
+    except RagError as exc:
+        cli_common.fail_with(exc)
     try:
         problems = validate(items, load_corpus_texts(settings.corpus_dir))
     except (OSError, ValueError, KeyError) as exc:
         problems = [f"could not check the set against the corpus ({exc})"]
     if problems:
-        cli_common.err.print(f"[yellow]warning: {len(problems)} problem(s) in {set_path}; first: {problems[0]}[/]")
+        cli_common.print_notice(f"warning: {len(problems)} problem(s) in {set_path}; first: {problems[0]}")
 
     started = time.perf_counter()
     try:
         with _eval_progress() as progress:
             run = ev.run_eval(items, modes, k, settings=settings, ablations=ablations, progress=progress,
-                              notice=lambda m: cli_common.err.print(f"[yellow]{m}[/]"), set_path=_display(set_path))
+                              notice=cli_common.print_notice, set_path=_display(set_path))
     except RagError as exc:
-        cli_common.fail(str(exc))
+        cli_common.fail_with(exc)
     payload = run.payload()
     cli_common.err.print(f"[dim]{len(items)} questions × {len(modes)} mode(s)"
                   f"{' + ablations' if ablations else ''} in {time.perf_counter() - started:.1f} s[/]")

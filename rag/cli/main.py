@@ -39,8 +39,9 @@ from rag.cli.render import (
 from rag.cli.search import ask_command, search_command
 from rag.cli.serve import serve_command
 from rag.cli.train import train_command
-from rag.config import PROJECT_ROOT
-from rag.errors import ConfigError, QuestionError, RagError
+from rag.config import PROJECT_ROOT, check_environment
+from rag.errors import ConfigError, InputError, RagError
+from rag.text.outside import check_argument
 
 #: The distribution name (pyproject's ``[project] name``); ``rag --version`` prints it.
 DISTRIBUTION = "rag-ko"
@@ -167,11 +168,25 @@ def _help_hint(exc: click_errors.UsageError, command: typer.core.TyperGroup, arg
     return f"; 사용법: {path} --help"
 
 
+#: Options that print something and exit, whatever the environment says.
+_HELP_OPTIONS = ("--help", "--version", "-V")
+
+
+def _only_help(args: list[str]) -> bool:
+    """Whether the command line only asks for help or the version (or is empty: help)."""
+    options = args[: args.index("--")] if "--" in args else args
+    return not args or any(a in _HELP_OPTIONS for a in options)
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the app; usage errors and the core's expected errors end as one Korean line."""
     command = typer.main.get_command(app)
     args = sys.argv[1:] if args is None else list(args)
     try:
+        for position, arg in enumerate(args, 1):  # undecodable bytes in argv: refused here, once
+            check_argument(arg, position)
+        if not _only_help(args):  # a bad RAG_* variable stops every command at once, with one line
+            check_environment()
         code = command.main(args=args, prog_name=PROG_NAME, standalone_mode=False)
     except click_errors.NoArgsIsHelpError:  # the help is already printed
         code = EXIT_BAD_INPUT
@@ -184,7 +199,7 @@ def main(args: list[str] | None = None) -> None:
     except typer.Abort:
         print_error("중단되었습니다")
         code = EXIT_FAILURE
-    except (QuestionError, ConfigError) as exc:
+    except (InputError, ConfigError) as exc:  # QuestionError is an InputError
         print_error(str(exc))
         code = EXIT_BAD_INPUT
     except RagError as exc:

@@ -27,9 +27,10 @@ from rich.table import Table
 from rich.text import Text
 from typer.core import TyperCommand, TyperGroup
 
-from rag.errors import RagError
+from rag.errors import ConfigError, InputError, RagError
 from rag.eval.evalset import QAItem, load_qa
 from rag.ingest.lines import clean_display
+from rag.text.outside import printable
 
 if TYPE_CHECKING:
     from rag.answer.cite import Answer
@@ -37,7 +38,9 @@ if TYPE_CHECKING:
     from rag.types import Passage
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+#: stderr: notices and errors are never wrapped (rich wraps at 80 columns when stderr is not
+#: a terminal, which would cut a long path over several lines of a log).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILURE = 1
@@ -50,9 +53,22 @@ ERROR_PREFIX = "오류:"
 
 
 def print_error(message: str) -> None:
-    """``오류: message`` on stderr as exactly one line: never wrapped, never read as markup."""
-    one_line = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    """``오류: message`` on stderr as exactly one line: never wrapped, never read as markup,
+    and printable whatever it holds (an undecodable byte echoed from the input shows as
+    ``\\xff``)."""
+    one_line = " ".join(part.strip() for part in printable(str(message)).splitlines() if part.strip())
     err.print(Text.assemble((ERROR_PREFIX, "bold red"), " ", one_line), soft_wrap=True, highlight=False)
+
+
+def print_notice(message: str) -> None:
+    """A notice (in yellow) on stderr as one line, never read as markup."""
+    err.print(Text(printable(str(message)), style="yellow"), soft_wrap=True, highlight=False)
+
+
+def exit_code(exc: RagError) -> int:
+    """2 when the user's input or settings are wrong (:class:`InputError`, :class:`ConfigError`),
+    1 when something the command needs is missing or broken."""
+    return EXIT_BAD_INPUT if isinstance(exc, (InputError, ConfigError)) else EXIT_FAILURE
 
 
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
@@ -61,12 +77,18 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     raise typer.Exit(code)
 
 
+def fail_with(exc: RagError) -> NoReturn:
+    """Print an expected error as one line and exit with its :func:`exit_code`."""
+    fail(str(exc), exit_code(exc))
+
+
 _OS_REASONS = {
     errno.ENOENT: "파일이 없습니다",
     errno.EACCES: "읽을 권한이 없습니다",
     errno.EPERM: "읽을 권한이 없습니다",
     errno.EISDIR: "파일이 아니라 폴더입니다",
     errno.ENOTDIR: "경로 중간에 폴더가 아닌 것이 있습니다",
+    errno.ENAMETOOLONG: "경로나 파일 이름이 너무 깁니다",
 }
 
 
@@ -108,34 +130,51 @@ def load_question_set(path: Path) -> list[QAItem]:
         items = load_qa(path)
     except OSError as exc:
         fail(f"질문 파일을 읽을 수 없습니다: {path} ({os_reason(exc)})", EXIT_BAD_INPUT)
-    except UnicodeDecodeError as exc:
-        fail(f"질문 파일이 올바른 UTF-8이 아닙니다: {path} (바이트 {exc.start})", EXIT_BAD_INPUT)
-    except ValueError as exc:
-        fail(str(exc).splitlines()[0], EXIT_BAD_INPUT)
+    except ValueError as exc:  # InputError (not UTF-8, not JSON, not writable back as JSON) included
+        fail(str(exc), EXIT_BAD_INPUT)
     if not items:
         fail(f"질문 파일에 질문이 없습니다: {path}", EXIT_BAD_INPUT)
     return items
 
 
 def print_json(obj: object) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    """``obj`` as one line of strict JSON in UTF-8 on stdout.
+
+    Strict: ``NaN`` or an infinite number raises ValueError and a lone surrogate
+    UnicodeEncodeError, instead of being written as ``NaN``/``Infinity`` (not JSON) or, with
+    the C locale's ``surrogateescape``, as bytes that are not UTF-8. Input is checked at the
+    door (:mod:`rag.text.outside`), so either one reaching here is a bug.
+    """
+    data = (json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+    buffer = getattr(sys.stdout, "buffer", None)
     sys.stdout.flush()
+    if buffer is None:  # a text-only stream (a test's capture): it gets the same text
+        sys.stdout.write(data.decode("utf-8"))
+    else:
+        buffer.write(data)
+        buffer.flush()
 
 
 @contextmanager
 def progress_bar() -> Iterator:
     """A rich progress bar on stderr fed by the core's ``progress(stage, advance, total)``."""
     labels = {"chunk": "문서 분할", "analyse": "형태소 분석", "embed": "임베딩", "embed lines": "줄 임베딩"}
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=err, transient=False) as bar:
-        tasks: dict[str, int] = {}
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=err, transient=False)
+    tasks: dict[str, int] = {}
 
-        def report(stage: str, advance: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
-            bar.update(tasks[stage], advance=advance, total=total)
+    def report(stage: str, advance: int, total: int) -> None:
+        if not tasks:  # started on the first report: nothing to show, nothing printed
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+        bar.update(tasks[stage], advance=advance, total=total)
 
+    try:
         yield report
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def open_retriever() -> Retriever:
@@ -144,9 +183,9 @@ def open_retriever() -> Retriever:
 
     try:
         with progress_bar() as report:
-            return Retriever.open(progress=report, notice=lambda m: err.print(f"[yellow]{m}[/]"))
+            return Retriever.open(progress=report, notice=print_notice)
     except RagError as exc:
-        fail(str(exc))
+        fail_with(exc)
 
 
 #: How much of a related passage a decline shows (characters).
@@ -159,8 +198,11 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def section_cell(p: Passage) -> str:
-    return f"{p.doc_title}\n[dim]{p.section or '(문서 첫머리)'}\n{p.doc_id} [{p.start}:{p.end}][/]"
+def section_cell(p: Passage) -> Text:
+    """Title, then section and offsets dimmed; text, never read as markup."""
+    cell = Text(f"{p.doc_title}\n")
+    cell.append(f"{p.section or '(문서 첫머리)'}\n{p.doc_id} [{p.start}:{p.end}]", style="dim")
+    return cell
 
 
 def print_answer(ans: Answer) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Iterator, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from rag.cli.render import (
     EXIT_BAD_INPUT,
@@ -29,8 +30,9 @@ from rag.cli.render import (
     print_json,
     section_cell,
 )
-from rag.errors import QuestionError
+from rag.errors import InputError, QuestionError
 from rag.query.checks import check_options, check_question
+from rag.text.outside import check_json_value, check_text, decode_utf8
 
 if TYPE_CHECKING:
     from rag.answer.cite import Answer
@@ -52,18 +54,48 @@ def _validate(question: Optional[str], k: int, mode: str, batch: Optional[Path],
         fail(str(exc), EXIT_BAD_INPUT)
 
 
-_ID_FIELD = re.compile(rb'"id"\s*:\s*("(?:[^"\\\n]|\\.)*"|-?\d+(?:\.\d+)?)')
+#: A line's ``"id"``: a JSON string or number, followed by what may follow a value.
+_ID_FIELD = re.compile(rb'"id"\s*:\s*("(?:[^"\\\n]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)\s*(?=[,}\]]|$)')
 
 
 def _line_id(line: bytes) -> Any:
-    """The ``"id"`` a malformed line still shows (a string or a number), else None."""
+    """The ``"id"`` a malformed line still shows (a string or a number that can be written
+    back as JSON), else None."""
     m = _ID_FIELD.search(line)
     if m is None:
         return None
     try:
-        return json.loads(m.group(1).decode("utf-8", errors="replace"))
-    except ValueError:
+        return check_json_value(json.loads(m.group(1).decode("utf-8")), "id")
+    except ValueError:  # not UTF-8, not JSON, too many digits, not finite, a lone surrogate
         return None
+
+
+def _parse_line(n: int, line: bytes) -> dict:
+    """One batch line as ``{"id", "question"}``, or ``{"id", "line", "error"}`` saying what
+    is wrong with it. The id is echoed as given (a missing one is the line number); one
+    that cannot be written back as JSON (``1e999``, ``NaN``, a lone surrogate) is an error
+    with id null."""
+    def error(message: str, id_: Any = None) -> dict:
+        return {"id": id_, "line": n, "error": message}
+
+    try:
+        item = json.loads(decode_utf8(line, f"{n}번째 줄", advice="UTF-8로 저장해 주세요"))
+    except InputError as exc:
+        return error(str(exc), _line_id(line))
+    except json.JSONDecodeError as exc:
+        return error(f"{n}번째 줄이 올바른 JSON이 아닙니다 ({exc.colno}번째 글자)", _line_id(line))
+    except (ValueError, RecursionError):  # an integer of over 4,300 digits, nesting too deep
+        return error(f"{n}번째 줄이 올바른 JSON이 아닙니다 (수가 너무 길거나 너무 깊게 중첩됨)", _line_id(line))
+    if not isinstance(item, dict):
+        return error(f"{n}번째 줄: 각 줄은 JSON 객체여야 합니다")
+    id_ = item.get("id", n)
+    try:
+        check_json_value(id_, "id")
+    except InputError as exc:
+        return error(f"{n}번째 줄: {exc}")
+    if not isinstance(item.get("question"), str):
+        return error(f'{n}번째 줄: "question" 문자열이 없습니다', id_)
+    return {"id": id_, "question": item["question"]}
 
 
 def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
@@ -74,24 +106,8 @@ def _read_batch(path: Path) -> Iterator[tuple[int, dict]]:
     except OSError as exc:
         fail(f"질문 파일을 읽을 수 없습니다: {path} ({os_reason(exc)})", EXIT_BAD_INPUT)
     for n, line in enumerate(raw.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line.decode("utf-8"))
-            if not isinstance(item, dict):
-                raise ValueError("각 줄은 JSON 객체여야 합니다")
-            if not isinstance(item.get("question"), str):
-                raise ValueError('"question" 문자열이 없습니다')
-        except UnicodeDecodeError:
-            yield n, {"id": _line_id(line), "line": n, "error": f"{n}번째 줄이 올바른 UTF-8이 아닙니다"}
-            continue
-        except json.JSONDecodeError as exc:
-            yield n, {"id": _line_id(line), "line": n, "error": f"{n}번째 줄이 올바른 JSON이 아닙니다 ({exc.colno}번째 글자)"}
-            continue
-        except ValueError as exc:
-            yield n, {"id": item.get("id") if isinstance(item, dict) else None, "line": n, "error": f"{n}번째 줄: {exc}"}
-            continue
-        yield n, {"id": item.get("id", n), "question": item["question"]}
+        if line.strip():
+            yield n, _parse_line(n, line)
 
 
 def _run_batch(path: Path, handle: Callable[[Retriever, str], dict]) -> None:
@@ -108,9 +124,20 @@ def _run_batch(path: Path, handle: Callable[[Retriever, str], dict]) -> None:
             print_json({"id": item["id"], **handle(retriever, item["question"])})
         except QuestionError as exc:
             failed += 1
-            print_json({"id": item["id"], "line": n, "question": item["question"], "error": str(exc)})
+            row = {"id": item["id"], "line": n, "question": item["question"], "error": str(exc)}
+            if not _writable(item["question"]):  # a lone surrogate: the error says where, not echoed
+                del row["question"]
+            print_json(row)
     if failed:
         err.print(f"[yellow]{failed}개 줄에 오류가 있습니다; 해당 줄의 \"error\" 필드를 보세요[/]")
+
+
+def _writable(text: str) -> bool:
+    try:
+        check_text(text, "")
+    except InputError:
+        return False
+    return True
 
 
 def _answer_or_search(question: Optional[str], k: int, mode: str, batch: Optional[Path], as_json: bool,
@@ -133,14 +160,15 @@ def _answer_or_search(question: Optional[str], k: int, mode: str, batch: Optiona
 
 
 def _print_search(question: str, k: int, mode: str, result: SearchResult) -> None:
-    table = Table(title=f"{question}  [dim]({mode}, top {k})[/]", show_lines=True, expand=True)
+    # the question and the passages are text, never rich markup: "[/x]" in either would raise
+    table = Table(title=Text.assemble(question, (f"  ({mode}, top {k})", "dim")), show_lines=True, expand=True)
     table.add_column("#", justify="right", width=3)
     table.add_column("점수", justify="right", width=7)
     table.add_column("문서 · 위치", ratio=2)
     table.add_column("본문", ratio=5)
     for p in result.passages:
         text = p.text if len(p.text) <= 400 else p.text[:400] + " …"
-        table.add_row(str(p.rank), f"{p.score:.3f}", section_cell(p), text)
+        table.add_row(str(p.rank), f"{p.score:.3f}", section_cell(p), Text(text))
     out.print(table)
 
 

@@ -28,7 +28,7 @@ def train_command(
             artifact, report = train.train_models(examples, retriever)
             progress("학습", 1, 1)
     except RagError as exc:
-        render.fail(str(exc))
+        render.fail_with(exc)
     report["model_sha256"] = train.model_hash(artifact)
     report["data_sha256"] = artifact["data_sha256"]
     if not dry_run:

@@ -21,8 +21,10 @@ from typing import Any
 import jsonschema
 
 from rag.config import PROJECT_ROOT
+from rag.errors import InputError
 from rag.ingest.corpus import load_corpus as load_documents
 from rag.ingest.corpus import normalise_text
+from rag.text.outside import check_json_value, decode_utf8
 
 DEFAULT_QA_PATH = PROJECT_ROOT / "evaluation" / "qa.jsonl"
 DEFAULT_SCHEMA_PATH = PROJECT_ROOT / "evaluation" / "qa.schema.json"
@@ -160,21 +162,26 @@ def load_corpus(corpus_dir: str | Path = DEFAULT_CORPUS_DIR) -> dict[str, str]:
 
 
 def load_qa(path: str | Path = DEFAULT_QA_PATH) -> list[QAItem]:
-    """Read a JSONL evaluation file. Blank lines are skipped; a line that is not a JSON
-    object raises ``ValueError`` naming the line. Field problems are left to
-    :func:`validate`."""
+    """Read a JSONL evaluation file (strict UTF-8, a leading BOM allowed). Blank lines are
+    skipped; a file that is not UTF-8 raises :class:`InputError` naming the file, byte and
+    line, and a line that is not a JSON object (or holds what cannot be written back as
+    JSON: ``NaN``, ``1e999``, a ``\\ud800`` escape) raises ``ValueError`` (InputError)
+    naming the line. Field problems are left to :func:`validate`."""
     items: list[QAItem] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: 올바른 JSON이 아닙니다 ({e.msg})") from e
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{lineno}: JSON 객체여야 합니다")
-            items.append(QAItem.from_dict(record, line=lineno))
+    text = decode_utf8(Path(path).read_bytes(), f"질문 파일 {path}")
+    for lineno, line in enumerate(re.split(r"\r\n?|\n", text), 1):  # the line ends open() reads
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}:{lineno}: 올바른 JSON이 아닙니다 ({e.msg}, {e.colno}번째 글자)") from None
+        except (ValueError, RecursionError):  # an integer of over 4,300 digits, nesting too deep
+            raise InputError(f"{path}:{lineno}: 올바른 JSON이 아닙니다 (수가 너무 길거나 너무 깊게 중첩됨)") from None
+        if not isinstance(record, dict):
+            raise InputError(f"{path}:{lineno}: JSON 객체여야 합니다")
+        check_json_value(record, f"{path}:{lineno}의 값")
+        items.append(QAItem.from_dict(record, line=lineno))
     return items
 
 
