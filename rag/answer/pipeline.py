@@ -8,22 +8,17 @@ rules it replaced (:mod:`rag.answer.compose`) stay available with
 
 from __future__ import annotations
 
-import os
-
 from rag.answer.cite import Answer
 from rag.answer.compose import compose
 from rag.answer.learned_compose import compose_learned
-from rag.config import ANSWER_LINE_ENV, ANSWER_LINES
+from rag.config import ANSWER_LINES, answer_line_setting
 from rag.errors import ConfigError
 from rag.search.retriever import Retriever
 
 
 def answer_line() -> str:
     """The configured answer line (``$RAG_ANSWER_LINE``, default ``learned``)."""
-    line = os.environ.get(ANSWER_LINE_ENV, "").strip() or ANSWER_LINES[0]
-    if line not in ANSWER_LINES:
-        raise ConfigError(f"{ANSWER_LINE_ENV}={line!r}: {' 또는 '.join(ANSWER_LINES)} 중 하나여야 합니다")
-    return line
+    return answer_line_setting()
 
 
 def answer_question(retriever: Retriever, question: str, k: int = 5, mode: str = "hybrid", policy=None,
