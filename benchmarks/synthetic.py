@@ -5,7 +5,7 @@ Synthetic corpora
 -----------------
 A synthetic corpus of N chunks is a folder of ordinary corpus files (``s00000.txt`` … plus a
 ``manifest.json``) that the real pipeline loads, parses, chunks, analyses and indexes
-(:func:`rag.index.store.build_index`). Each synthetic document is a markdown document whose
+(:func:`rag.index.build.build_index`). Each synthetic document is a markdown document whose
 title and section headings are headings of the real corpus and whose section bodies are
 runs of consecutive lines of a real document (so bullets and table rows keep their
 neighbours), each body 150–650 characters long so that a section becomes about one chunk.

@@ -49,3 +49,17 @@ class IndexCorruptError(IndexStoreError):
 
 class IndexBusyError(IndexStoreError):
     pass
+
+
+class IndexChecksumError(IndexCorruptError):
+    """An artifact's bytes differ from the sha256 its build recorded; ``file`` names it
+    (relative to the build folder)."""
+
+    def __init__(self, message: str, file: str = ""):
+        super().__init__(message)
+        self.file = file
+
+
+class IndexWriteError(IndexStoreError):
+    """The index folder cannot take a new build (not writable, full disk, something that is
+    not ours in the way); the published index is left as it was."""

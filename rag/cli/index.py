@@ -55,6 +55,8 @@ def status_rows(status: dict) -> list[tuple[str, Text]]:
         rows = [("상태", state)]
         if reasons:
             rows.append(("이유", Text(reasons)))
+        if status.get("checksums") == "mismatch":
+            rows.append(("체크섬", Text(f"불일치 ({status.get('checksum_mismatch')})", style="red")))
         rows.append(("경로", Text(status["index_dir"])))
         return rows
     if status.get("stale"):
@@ -71,6 +73,8 @@ def status_rows(status: dict) -> list[tuple[str, Text]]:
     ]
     if status.get("build_seconds") is not None:
         rows.append(("만드는 데 걸린 시간", Text(f"{status['build_seconds']:.1f}초")))
+    if status.get("checksums") == "ok":
+        rows.append(("체크섬", Text(f"일치 ({status.get('checksum_files', 0)}개 파일)", style="green")))
     rows += [
         ("디스크 크기", Text(megabytes(status["bytes"]))),
         ("경로", Text(status["index_dir"])),
@@ -97,13 +101,14 @@ def index_build() -> None:
 @index_app.command("status", cls=FlagCommand)
 def index_status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON."),
-    verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact against the manifest."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every artifact against the manifest "
+                                "(every load does this now; kept for scripts)."),
 ) -> None:
     """What is built, and whether it is stale against corpus/ and the settings."""
     from rag.index.store import index_status  # lazy: start-up time
 
     try:
-        status = index_status(Settings(), verify=verify)
+        status = index_status(Settings())  # checksums are always checked; --verify is kept for scripts
     except RagError as exc:
         fail(str(exc))
     if as_json:

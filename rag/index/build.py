@@ -22,19 +22,38 @@ from rag.errors import (
     IndexCorruptError,
     IndexMissingError,
     IndexStoreError,
+    IndexWriteError,
 )
 from rag.index.dense import DenseIndex
-from rag.index.line_vectors import LineTable, corpus_lines, embedded_text, line_key
+from rag.index.line_vectors import (
+    LINE_KEYS,
+    LINE_VECTORS,
+    LineTable,
+    corpus_lines,
+    embedded_text,
+    line_key,
+    unit_rows,
+)
 from rag.index.sparse import SparseIndex
 from rag.index.spec import INDEX_FORMAT, MANIFEST, BuildSpec, LoadedIndex, Progress
 from rag.index.store import (
     build_lock,
+    check_publishable,
     file_digests,
+    foreign_current,
     fsync_tree,
+    load_build,
     load_index,
+    manifest_of,
+    points_to,
     prune,
     publish,
+    published_build,
+    read_chunks,
+    remove_orphans,
     stale_reasons,
+    verified,
+    write_error,
 )
 from rag.ingest.chunking import ChunkingConfig, chunk_document
 from rag.ingest.corpus import Document, corpus_fingerprint, load_corpus
@@ -49,15 +68,41 @@ def text_key(chunk: Chunk, use_prefixes: bool) -> str:
 
 
 def previous_vectors(index_dir: Path, model: str, use_prefixes: bool) -> dict[str, np.ndarray]:
-    """Embeddings of the published build, by chunk or line text, when it used the same model."""
+    """Embeddings of the published build, by chunk or line text, when it used the same model.
+
+    Only vectors whose files still have the checksums their build recorded are reused
+    (``vectors.npy`` with ``chunks.jsonl``, which gives their keys; ``line_vectors.npy`` with
+    ``line_keys.json``), so damage elsewhere in the build (``dense.faiss``, ``bm25/``) costs
+    no embedding, and damaged vectors are never carried on. A vector that is not finite and
+    unit-norm is left out too (damaged before it was hashed), so it is embedded again.
+    """
     try:
-        old = load_index(index_dir)
-    except IndexStoreError:
+        folder = published_build(index_dir)
+        manifest = manifest_of(folder)
+        if (manifest.get("format") != INDEX_FORMAT or manifest["spec"]["model"] != model
+                or manifest["spec"]["use_prefixes"] != use_prefixes):
+            return {}
+    except (IndexStoreError, KeyError, TypeError):
         return {}
-    if old.model != model or old.manifest["spec"]["use_prefixes"] != use_prefixes:
-        return {}
-    return {**old.lines.reusable(),
-            **{text_key(c, use_prefixes): np.array(old.vectors[i]) for i, c in enumerate(old.chunks)}}
+    reuse: dict[str, np.ndarray] = {}
+    if verified(folder, manifest, (LINE_VECTORS, LINE_KEYS)):
+        try:
+            lines = LineTable.load(folder)
+            if len(lines) == len(lines.vectors):
+                reuse.update(lines.reusable())
+        except (OSError, ValueError, TypeError):
+            pass
+    if verified(folder, manifest, ("chunks.jsonl", "vectors.npy")):
+        try:
+            chunks = read_chunks(folder)
+            vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+            if len(vectors) == len(chunks):
+                sound = unit_rows(vectors)
+                reuse.update({text_key(c, use_prefixes): np.array(vectors[i])
+                              for i, c in enumerate(chunks) if sound[i]})
+        except (OSError, ValueError, TypeError, KeyError):
+            pass
+    return reuse
 
 
 def chunk_corpus(docs: list[Document], cfg: ChunkingConfig, count_tokens: Callable[[str], int] | None) -> list[Chunk]:
@@ -132,12 +177,20 @@ def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pro
     """Build every artifact from the corpus and publish it atomically.
 
     Vectors of chunks whose indexed text is unchanged since the published build are
-    reused, so changing one document re-embeds only that document's chunks.
+    reused, so changing one document re-embeds only that document's chunks. A folder that
+    cannot take the build (not writable, full disk, a foreign ``current``) raises
+    :class:`IndexWriteError` and leaves the published index and no partial build behind.
     """
 
     started = time.perf_counter()
     index_dir = settings.index_dir
+    check_publishable(index_dir)  # fail before the minutes of work, not after
     with build_lock(index_dir):
+        check_publishable(index_dir)
+        try:
+            remove_orphans(index_dir)  # under the lock every .tmp- build is a dead builder's
+        except OSError:
+            pass
         docs = load_corpus(settings.corpus_dir) if docs is None else docs
         if not docs:
             raise IndexStoreError(f"코퍼스 {settings.corpus_dir}의 목록에 문서가 없습니다")
@@ -146,39 +199,57 @@ def build_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pro
         built = build_in_memory(docs, spec, embedder, analyzer, progress,
                                 reuse=previous_vectors(index_dir, embedder.model_id, spec.use_prefixes),
                                 batch_size=settings.embed_batch)
-        builds = index_dir / "builds"
-        builds.mkdir(parents=True, exist_ok=True)
-        build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        tmp = builds / f".tmp-{build_id}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
-            with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
-                for c in built.chunks:
-                    fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
-            (tmp / "docs.json").write_text(json.dumps(built.docs, ensure_ascii=False, indent=1), encoding="utf-8")
-            built.sparse.save(tmp / "bm25")
-            built.dense.save(tmp / "dense.faiss")
-            np.save(tmp / "vectors.npy", built.vectors)
-            built.lines.save(tmp)
-            manifest = {**built.manifest, "build_seconds": round(time.perf_counter() - started, 2),
-                        "files": file_digests(tmp)}
-            write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), fsync=True)
-            fsync_tree(tmp)
-            final = builds / build_id
-            os.rename(tmp, final)
-            publish(index_dir, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        loaded = _write_and_publish(index_dir, built, started)
         prune(index_dir)
-    return load_index(index_dir)
+    return loaded
+
+
+def _write_and_publish(index_dir: Path, built: LoadedIndex, started: float) -> LoadedIndex:
+    """Write ``built`` to a fresh build folder, check it loads with its checksums, point
+    ``current`` at it; on any failure remove what was written and raise (OS errors as
+    :class:`IndexWriteError`)."""
+    builds = index_dir / "builds"
+    build_id = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    tmp = builds / f".tmp-{build_id}"
+    final = builds / build_id
+    try:
+        builds.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as exc:
+        raise write_error(index_dir, exc) from exc
+    try:
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as fh:
+            for c in built.chunks:
+                fh.write(json.dumps(c.to_dict(), ensure_ascii=False) + "\n")
+        (tmp / "docs.json").write_text(json.dumps(built.docs, ensure_ascii=False, indent=1), encoding="utf-8")
+        built.sparse.save(tmp / "bm25")
+        built.dense.save(tmp / "dense.faiss")
+        np.save(tmp / "vectors.npy", built.vectors)
+        built.lines.save(tmp)
+        manifest = {**built.manifest, "build_seconds": round(time.perf_counter() - started, 2),
+                    "files": file_digests(tmp)}
+        write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1), fsync=True)
+        fsync_tree(tmp)
+        os.rename(tmp, final)
+        loaded = load_build(final)  # what readers will open, checksums and all, before they can
+        publish(index_dir, final)
+    except BaseException as exc:
+        if not points_to(index_dir, final):  # never remove the build that is published
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(final, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise write_error(index_dir, exc) from exc
+        raise
+    return loaded
 
 
 def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Progress | None = None,
                  notice: Callable[[str], None] | None = None, embedder=None, analyzer=None,
                  docs: list[Document] | None = None) -> LoadedIndex:
-    """The published index, built first when missing, corrupt or stale (``notice`` says why)."""
+    """The published index, built first when missing, corrupt (checksums included) or stale
+    (``notice`` says why). Never returns an index that failed its checks: when the folder
+    cannot take a new build, raises :class:`IndexWriteError` saying both what is wrong with
+    the index and why it cannot be rebuilt."""
     try:
         index = load_index(settings.index_dir)
         reasons = stale_reasons(index.manifest, settings, spec, docs)
@@ -189,6 +260,10 @@ def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pr
         why = "색인이 아직 없습니다"
     except IndexCorruptError as exc:
         why = str(exc).split(";")[0]
+    try:
+        check_publishable(settings.index_dir)
+    except IndexWriteError as exc:
+        raise _cannot_rebuild(settings.index_dir, why, exc) from exc
     if notice:
         notice(f"{why}: 지금 만듭니다")
     try:
@@ -197,3 +272,12 @@ def ensure_index(settings: Settings, spec: BuildSpec = BuildSpec(), progress: Pr
         with build_lock(settings.index_dir, wait=True):
             pass  # the other builder finished; use its result
         return load_index(settings.index_dir)
+    except IndexWriteError as exc:
+        raise _cannot_rebuild(settings.index_dir, why, exc) from exc
+
+
+def _cannot_rebuild(index_dir: Path, why: str, exc: IndexWriteError) -> IndexWriteError:
+    """One line: what is wrong with the published index, and why no new one can be written."""
+    if foreign_current(index_dir):  # the refusal's own message says it all
+        return IndexWriteError(str(exc))
+    return IndexWriteError(f"{why} — 다시 만들 수 없습니다: {exc}")

@@ -66,7 +66,11 @@ class DenseIndex:
         return rows[0][keep], scores[0][keep]
 
     def save(self, path: Path) -> None:
-        faiss.write_index(self._index, str(path))
+        # Written from Python rather than by faiss's own fwrite, which ignores a failed
+        # close: a full disk is then an OSError (ENOSPC), not a silently short file.
+        data = faiss.serialize_index(self._index)
+        with open(path, "wb") as fh:
+            fh.write(memoryview(data))
 
     @classmethod
     def load(cls, path: Path, mmap: bool = True) -> "DenseIndex":

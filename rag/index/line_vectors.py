@@ -25,6 +25,23 @@ LINE_KEYS = "line_keys.json"
 #: Bump when what a line is or what is embedded for it changes: the index goes stale.
 LINES_VERSION = 1
 
+#: How far from 1 a stored embedding's L2 norm may be and still be reused by a build.
+UNIT_NORM_TOLERANCE = 1e-3
+
+
+def unit_rows(vectors: np.ndarray, tol: float = UNIT_NORM_TOLERANCE) -> np.ndarray:
+    """Which rows are finite and L2-normalised (what every stored embedding must be); a row
+    that is not was damaged after it was embedded and must not be reused."""
+    if np.ndim(vectors) != 2:
+        return np.zeros(len(vectors), dtype=bool)
+    out = np.zeros(len(vectors), dtype=bool)
+    for at in range(0, len(vectors), 8192):  # in blocks: a large memory-mapped table is not copied whole
+        v = np.asarray(vectors[at:at + 8192], dtype=np.float64)
+        with np.errstate(all="ignore"):
+            norms = np.sqrt(np.square(v).sum(axis=1))
+        out[at:at + len(v)] = np.isfinite(v).all(axis=1) & (np.abs(norms - 1.0) <= tol)
+    return out
+
 
 @dataclass
 class LineTable:
@@ -55,8 +72,10 @@ class LineTable:
         return out
 
     def reusable(self) -> dict[str, np.ndarray]:
-        """Vectors by embedded-text key, for the next build to reuse."""
-        return {k: np.array(self.vectors[i]) for i, k in enumerate(self.text_keys)}
+        """Vectors by embedded-text key, for the next build to reuse; a vector that is not
+        finite and unit-norm (damaged since it was embedded) is left out, to be embedded again."""
+        sound = unit_rows(self.vectors) if len(self.text_keys) else np.zeros(0, dtype=bool)
+        return {k: np.array(self.vectors[i]) for i, k in enumerate(self.text_keys) if sound[i]}
 
     def save(self, folder: Path) -> None:
         np.save(folder / LINE_VECTORS, self.vectors)
