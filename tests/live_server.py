@@ -1,6 +1,7 @@
-"""A real API server on loopback for end-to-end tests: ``python -c "serve(port=…)"`` in a
-child process, on the session's corpus and index (tests/conftest.py sets ``RAG_*``), with
-extra environment (an API key, CORS origins) per server. Used by tests/api,
+"""A real API server on loopback for end-to-end tests: ``rag serve --port …`` (the CLI entry
+point, ``python -m rag.cli.main serve``) in a child process, on the session's corpus and
+index (tests/conftest.py sets ``RAG_*``), with extra environment (an API key, CORS origins,
+the server's limits such as ``RAG_HEADER_TIMEOUT``) per server. Used by tests/api,
 tests/integrations and tests/web; not a test module itself."""
 
 from __future__ import annotations
@@ -26,24 +27,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Variables of the caller that would change a server's behaviour; a server gets only its own.
+SERVER_ENV = ("RAG_API_KEY", "RAG_CORS_ORIGINS", "RAG_HEADER_TIMEOUT", "RAG_BODY_TIMEOUT", "RAG_MAX_CONNECTIONS",
+              "RAG_MAX_INFLIGHT", "RAG_MAX_QUEUE", "RAG_QUEUE_WAIT")
+
+
 class LiveServer:
-    """``rag.api.server.serve`` in a child process; its output goes to ``log_dir/name.log``."""
+    """``rag serve`` in a child process; its output goes to ``log_dir/name.log``."""
 
     def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str]):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}.log"
-        env = {k: v for k, v in os.environ.items() if k not in ("RAG_API_KEY", "RAG_CORS_ORIGINS")}
+        env = {k: v for k, v in os.environ.items() if k not in SERVER_ENV}
         env.update(extra_env)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", f"from rag.api.server import serve; serve(port={self.port})"],
+            [sys.executable, "-m", "rag.cli.main", "serve", "--port", str(self.port)],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+    def log(self, tail: int = 3000) -> str:
+        """The last ``tail`` characters of the server's output (all of it with ``tail=0``)."""
+        text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        return text[-tail:] if tail else text
 
     def wait_ready(self, deadline: float) -> None:
         """Poll /health until 200; fail the test with the server's log if it dies or never answers."""

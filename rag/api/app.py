@@ -1,4 +1,15 @@
-"""The FastAPI application: routers per feature, JSON errors everywhere, a body guard.
+"""The FastAPI application: routers per feature, JSON errors everywhere, and the guards in
+front of them, outermost first:
+
+1. CORS (when origins are configured), so that every answer below carries its headers;
+2. :class:`rag.api.auth.ApiKeyGate`: 401 from the headers alone, before any body is read;
+3. :class:`BodyGuard`: size (413), type (415) and encoding (422) of the body;
+4. :class:`rag.api.limits.HeavyGate`: searches and answers in flight, a short queue, 503
+   with ``Retry-After`` beyond;
+5. the routers, whose models refuse any text a client sends that is not UTF-8 (422).
+
+Slow clients and too many connections are stopped before the app, in the HTTP protocol
+(:mod:`rag.api.protocol`).
 
 ``create_app()`` is cheap; the retriever (index, Kiwi, embedder) is loaded once by the
 lifespan before the server accepts connections. When loading fails the server refuses to
@@ -22,11 +33,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.api.auth import ApiKeyGate
 from rag.api.errors import (
     describe_startup_error,
     error_response,
     install_error_handlers,
 )
+from rag.api.limits import HeavyGate, Limits, current_limits
 from rag.api.responses import KoreanJSONResponse
 from rag.api.routers import chat, documents, health, openai_compat, search
 from rag.api.routers.page import install_page
@@ -125,13 +138,16 @@ class RagAPI(FastAPI):
         await super().__call__(scope, receive, send_short)
 
 
-def create_app(settings: Optional[Settings] = None, retriever: Optional[Retriever] = None) -> FastAPI:
+def create_app(settings: Optional[Settings] = None, retriever: Optional[Retriever] = None,
+               limits: Limits | None = None) -> FastAPI:
     """The API application.
 
     Args:
         settings: paths and model; ``Settings()`` (environment and defaults) when omitted.
         retriever: an already open retriever to serve (tests, ``rag chat``); when omitted
             the lifespan opens one at startup.
+        limits: the in-flight cap and queue of :class:`rag.api.limits.HeavyGate`;
+            :func:`rag.api.limits.current_limits` (environment and defaults) when omitted.
 
     Returns:
         The FastAPI app. The API key variable (``rag.config.API_KEY_ENV``, read now) turns
@@ -176,9 +192,15 @@ def create_app(settings: Optional[Settings] = None, retriever: Optional[Retrieve
     install_page(app)  # GET / (the staff page), /static, /docs, /redoc: public
     install_error_handlers(app)
 
+    limits = limits or current_limits()
+    app.state.limits = limits
+    # added innermost first: Starlette wraps each new middleware around the previous ones
+    app.add_middleware(HeavyGate, limit=limits.max_inflight, queue=limits.max_queue, wait=limits.queue_wait,
+                       retry_after=limits.retry_after)
     app.add_middleware(BodyGuard, limit=MAX_BODY_BYTES)
+    app.add_middleware(ApiKeyGate, key=app.state.api_key)
     origins = [o.strip() for o in os.environ.get(CORS_ORIGINS_ENV, "").split(",") if o.strip()]
-    if origins:  # outermost, so errors from the body guard carry CORS headers too
+    if origins:  # outermost, so errors from the guards carry CORS headers too
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Server-Timing"])
     return app

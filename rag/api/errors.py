@@ -21,7 +21,7 @@ from rag.errors import QuestionError, RagError
 log = logging.getLogger("rag.api")
 
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                 405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
+                 405: "method_not_allowed", 406: "not_acceptable", 408: "request_timeout", 413: "payload_too_large",
                  415: "unsupported_media_type", 422: "invalid_request", 429: "too_many_requests",
                  503: "not_ready"}
 
@@ -35,9 +35,12 @@ class ApiError(HTTPException):
 
 
 def one_line(text: str, limit: int = 500) -> str:
-    """``text`` squeezed onto one line (and shortened), for error messages."""
+    """``text`` squeezed onto one line (and shortened), for error messages. A lone
+    surrogate (a client's ``\\ud800`` echoed back) is written as its escape, since it cannot
+    be encoded: an error message must never become a second error."""
     flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    flat = flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    return flat.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def error_body(code: str, message: str) -> dict:
@@ -99,7 +102,11 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: HTTPException) -> KoreanJSONResponse:
         code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail, ensure_ascii=False)
-        if exc.status_code == 404 and message == "Not Found":
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # FastAPI's words when json.loads fails with anything but a JSONDecodeError: the
+            # body is UTF-8 (the body guard checked), so in practice it is nested too deeply
+            message = "the body could not be read as JSON (nested too deeply?)"
+        elif exc.status_code == 404 and message == "Not Found":
             message = f"no such endpoint: {request.method} {request.url.path}; see /docs"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}"

@@ -17,7 +17,9 @@ from typing import Any, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rag.config import MAX_QUESTION_CHARS
+from rag.errors import InputError
 from rag.query.checks import MAX_K
+from rag.text.outside import check_text
 
 Mode = Literal["hybrid", "bm25", "dense"]
 
@@ -38,6 +40,47 @@ K_FIELD = Field(5, ge=1, le=MAX_K, description=f"가져올 구절 수 (1~{MAX_K}
 MODE_FIELD = Field("hybrid", description="검색 방식: hybrid(기본, BM25+임베딩 융합), bm25, dense.", examples=["hybrid"])
 COMPACT_FIELD = Field(False, description="true면 구절 본문(`text`)을 빼고 돌려줌: 근거는 `quote`·위치·`url`만, "
                                          "관련 구절은 id·제목·절·위치·`url`만 (쿼리 파라미터 `?compact=true`도 같음).")
+
+
+# ----------------------------------------------------------------------------- text from outside
+
+
+def refuse_broken_text(data: Any) -> Any:
+    """``data`` (a parsed JSON body) unchanged, or ValueError naming the first string (or
+    key) in it, at any depth, that holds a lone surrogate: JSON may escape half a character
+    (``"\\ud800"``), which Python keeps in a ``str`` that nothing can encode again. Run on
+    the whole body before its fields are validated, so every text field (the question, each
+    message, an OpenAI content part, even ignored extras) goes through
+    :func:`rag.text.outside.check_text` and the client gets a 422 naming the field."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:  # iterative: as deep as the JSON parser allowed, without recursion
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                check_text(value, "이 값" if path else "본문")
+            except InputError as exc:
+                raise ValueError(f"{path}: {exc}" if path else str(exc)) from None
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{path}.{key}" if path else str(key)
+                if isinstance(key, str):
+                    try:
+                        check_text(key, "필드 이름")
+                    except InputError as exc:
+                        raise ValueError(f"{path or 'body'}: {exc}") from None
+                stack.append((where, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    return data
+
+
+class OutsideModel(BaseModel):
+    """A request body: every string in it is checked by :func:`refuse_broken_text` first."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_utf8(cls, data: Any) -> Any:
+        return refuse_broken_text(data)
 
 
 # ----------------------------------------------------------------------------- errors
@@ -87,7 +130,7 @@ class CitationOut(PassageOut):
 # ----------------------------------------------------------------------------- search
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(OutsideModel):
     model_config = ConfigDict(**_STRICT, json_schema_extra={
         "examples": [{"question": "뿌리산업 특화단지 지원사업 올해 예산은?", "k": 5, "mode": "hybrid"}]})
 
@@ -117,7 +160,7 @@ class Message(BaseModel):
                          examples=["2025년 뿌리산업 지원예산 총액은?"])
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(OutsideModel):
     """Exactly one of ``question`` (a single question) or ``messages`` (a conversation
     whose last message is the user's; follow-ups like "그럼 작년에는?" are resolved against
     the earlier questions)."""
@@ -167,21 +210,28 @@ class ChatResponse(BaseModel):
 
 
 class IndexInfo(BaseModel):
+    """What /health says of the loaded index. ``chunks`` and ``documents`` always; the rest
+    only to a caller who may see everything (the server has no key, or the caller sent it):
+    a server with a key tells an anonymous caller nothing of its files or builds."""
+
     model_config = ConfigDict(extra="allow")
 
-    built: bool
-    stale: bool = Field(description="코퍼스가 서버 시작 후 바뀌었으면 true (재시작/재색인 필요)")
-    chunks: int
-    documents: int
-    model: str
-    index_dir: str
-    build: Optional[str] = None
-    created: Optional[str] = None
-    reasons: list[str] = Field(default_factory=list)
+    chunks: int = Field(description="색인된 구절 수")
+    documents: int = Field(description="색인된 문서 수")
+    built: bool | None = Field(None, description="(키가 있는 호출자에게만) 색인이 만들어져 있는지")
+    stale: bool | None = Field(None, description="(키가 있는 호출자에게만) 코퍼스가 서버 시작 후 바뀌었으면 true "
+                                                    "(재시작/재색인 필요)")
+    model: str | None = Field(None, description="(키가 있는 호출자에게만) 임베딩 모델")
+    index_dir: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 폴더 경로")
+    build: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 빌드 이름")
+    created: str | None = None
+    loaded_at: str | None = None
+    reasons: list[str] | None = Field(None, description="(키가 있는 호출자에게만) stale인 까닭")
 
 
 class HealthResponse(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "stale"] = Field(description="ok, 또는 코퍼스가 서버 시작 후 바뀌었으면 stale "
+                                                       "(답은 계속하지만 재시작해야 새 문서가 반영됨)")
     index: IndexInfo
 
 
@@ -263,7 +313,7 @@ class OpenAIMessage(BaseModel):
     name: Optional[str] = None
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(OutsideModel):
     """``POST /v1/chat/completions``. OpenAI's other parameters (``temperature``,
     ``max_tokens``, ``top_p``, ``n``, ``stop``, ``seed``, ``user``, ``tools``, …) are
     accepted and ignored: the answer is extractive."""

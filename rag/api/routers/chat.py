@@ -68,12 +68,15 @@ def _questions(body: ChatRequest) -> tuple[str, str]:
 
 def run_answer(state: ApiState, query: str, k: int, mode: str) -> tuple[dict, dict[str, float]]:
     """The core's answer to ``query`` as a dict, and its stage timings (ms; ``other`` is
-    whatever the stages do not cover). CPU-bound: call it in the thread pool."""
+    whatever the stages do not cover). The dict's ``query`` is what was read of ``query``
+    (:meth:`ApiState.query_of`: all of it, unless it is over the token budget).
+    CPU-bound: call it in the thread pool."""
     t1 = time.perf_counter()
-    ans = answer_question(state.retriever, query, k=k, mode=mode)
+    read = state.query_of(query)
+    ans = answer_question(state.retriever, read, k=k, mode=mode)
     stages = dict(ans.timings_ms)
     stages["other"] = round(max(0.0, (time.perf_counter() - t1) * 1e3 - sum(stages.values())), 3)
-    return ans.to_dict(), stages
+    return {**ans.to_dict(), "query": read}, stages
 
 
 COMPACT_QUERY = Query(False, description="`compact`와 같음: 구절 본문(`text`) 없이 돌려줌")
@@ -112,7 +115,7 @@ async def chat(body: ChatRequest, request: Request, compact: bool = COMPACT_QUER
     if not body.stream:
         result, stages = await answer()
         total = (time.perf_counter() - t0) * 1e3
-        result.update(question=asked, query=query, timing_ms=round(total, 2))
+        result.update(question=asked, timing_ms=round(total, 2))
         return KoreanJSONResponse(result, headers={"Server-Timing": server_timing(stages, total)})
 
     async def events() -> AsyncIterator[bytes]:
@@ -122,7 +125,7 @@ async def chat(body: ChatRequest, request: Request, compact: bool = COMPACT_QUER
             for piece in split_pieces(result["answer"]):
                 yield _sse("delta", {"text": piece})
             yield _sse("answer", {key: result[key] for key in ("answer", "answerable", "reason", "related")})
-            yield _sse("done", {"timing_ms": round((time.perf_counter() - t0) * 1e3, 2), "query": query})
+            yield _sse("done", {"timing_ms": round((time.perf_counter() - t0) * 1e3, 2), "query": result["query"]})
         except Exception as exc:  # headers are sent: report in-band, keep the server up
             log.exception("chat stream failed")
             code = "invalid_question" if isinstance(exc, QuestionError) else "internal_error"

@@ -192,7 +192,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content_of(result)},
                          "finish_reason": "stop", "logprobs": None}],
             "usage": None, "system_fingerprint": _fingerprint(state),
-            **{key: result[key] for key in EXTRA_FIELDS}, "query": query,
+            **{key: result[key] for key in EXTRA_FIELDS}, "query": result["query"],
         })
 
     def chunk(delta: dict[str, Any], finish: Optional[str] = None, **extra: Any) -> bytes:
@@ -207,7 +207,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, state:
             result = await answer()
             for piece in split_pieces(content_of(result)):
                 yield chunk({"content": piece})
-            yield chunk({}, "stop", **{key: result[key] for key in EXTRA_FIELDS}, query=query)
+            yield chunk({}, "stop", **{key: result[key] for key in EXTRA_FIELDS}, query=result["query"])
         except Exception as exc:  # headers are sent: report in-band, keep the server up
             log.exception("chat completion stream failed")
             code = "invalid_question" if isinstance(exc, QuestionError) else "internal_error"
