@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -74,3 +76,30 @@ class LiveServer:
             self.proc.kill()
             self.proc.wait()
         self._log.close()
+
+
+@contextmanager
+def running(log_dir: Path, **servers: dict[str, str]) -> Iterator[dict[str, LiveServer]]:
+    """Start one server per keyword (its name) with that extra environment, all at once;
+    yield them by name when every one answers /health, stop them all afterwards."""
+    started: dict[str, LiveServer] = {}
+    try:
+        for name, env in servers.items():
+            started[name] = LiveServer(name, log_dir, env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        for srv in started.values():
+            srv.wait_ready(deadline)
+        yield started
+    finally:
+        for srv in started.values():
+            srv.stop()
+
+
+def json_error(r: httpx.Response, status: int) -> dict:
+    """Assert the API's one-line JSON error with this status; return its ``error`` object."""
+    assert r.status_code == status, f"{r.status_code} {r.text[:300]}"
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["message"] and "\n" not in body["error"]["message"]
+    return body["error"]

@@ -13,16 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from live_server import ROOT, STARTUP_TIMEOUT, LiveServer
+from live_server import ROOT, json_error, running
 from live_server import free_port as _free_port
 
-Server = LiveServer
 API_KEY = "test-키-0123456789"  # non-ASCII on purpose: sent and compared as UTF-8 bytes
 CORS_ORIGIN = "https://portal.example.kr"
 
@@ -40,17 +38,9 @@ MANIFEST = {e["id"]: e for e in json.loads((ROOT / "corpus" / "manifest.json").r
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory, project_index):
-    log_dir = tmp_path_factory.mktemp("api-logs")
-    opened = Server("open", log_dir, {})
-    keyed = Server("keyed", log_dir, {"RAG_API_KEY": API_KEY, "RAG_CORS_ORIGINS": CORS_ORIGIN})
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        opened.wait_ready(deadline)
-        keyed.wait_ready(deadline)
-        yield {"open": opened, "keyed": keyed}
-    finally:
-        opened.stop()
-        keyed.stop()
+    with running(tmp_path_factory.mktemp("api-logs"), open={},
+                 keyed={"RAG_API_KEY": API_KEY, "RAG_CORS_ORIGINS": CORS_ORIGIN}) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -74,13 +64,7 @@ def welding_answer(api):
 
 def _error(r: httpx.Response, status: int) -> str:
     """Assert a JSON error with this status; return its message."""
-    assert r.status_code == status, f"{r.status_code} {r.text}"
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    message = body["error"]["message"]
-    assert message and "\n" not in message
-    return message
+    return json_error(r, status)["message"]
 
 
 def _sse(r: httpx.Response) -> list[tuple[str, object]]:

@@ -12,12 +12,11 @@ follow-ups resolve as in /chat; a wrong key and bad input fail as the SDK's exce
 from __future__ import annotations
 
 import json
-import time
 
 import httpx
 import openai
 import pytest
-from live_server import STARTUP_TIMEOUT, LiveServer
+from live_server import running
 from openai import OpenAI
 
 KEY = "sk-rag-test-0123456789"
@@ -32,12 +31,8 @@ GWANGJU_NOTE = '2025년도 뿌리산업 진흥 실행계획 — 참고 > □ 지
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, project_index):
-    srv = LiveServer("openai", tmp_path_factory.mktemp("openai-logs"), {"RAG_API_KEY": KEY})
-    try:
-        srv.wait_ready(time.monotonic() + STARTUP_TIMEOUT)
-        yield srv
-    finally:
-        srv.stop()
+    with running(tmp_path_factory.mktemp("openai-logs"), openai={"RAG_API_KEY": KEY}) as started:
+        yield started["openai"]
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from live_server import ROOT, STARTUP_TIMEOUT, LiveServer
+from live_server import ROOT, json_error, running
 
 API_KEY = "faults-키-42"
 AUTH = {"Authorization": f"Bearer {API_KEY}".encode()}
@@ -44,19 +44,15 @@ LONG_QUESTION = ((QUESTION + " 2025년 뿌리산업 지원예산 총액은? ") *
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, project_index):
-    srv = LiveServer("faults", tmp_path_factory.mktemp("fault-logs"), {
+    with running(tmp_path_factory.mktemp("fault-logs"), faults={
         "RAG_API_KEY": API_KEY,
         "RAG_HEADER_TIMEOUT": str(HEADER_TIMEOUT),
         "RAG_BODY_TIMEOUT": str(BODY_TIMEOUT),
         "RAG_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
         "RAG_MAX_INFLIGHT": "1",  # one search or answer at a time, nobody waits: easy to saturate
         "RAG_MAX_QUEUE": "0",
-    })
-    try:
-        srv.wait_ready(time.monotonic() + STARTUP_TIMEOUT)
-        yield srv
-    finally:
-        srv.stop()
+    }) as started:
+        yield started["faults"]
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +67,7 @@ def anonymous(server):
         yield c
 
 
-def _error(r: httpx.Response, status: int) -> dict:
-    """Assert the usual one-line JSON error with this status; return ``error``."""
-    assert r.status_code == status, f"{r.status_code} {r.text[:300]}"
-    assert r.headers["content-type"].startswith("application/json")
-    body = r.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
-    assert body["error"]["message"] and "\n" not in body["error"]["message"]
-    return body["error"]
+_error = json_error
 
 
 def _raw_json(obj) -> bytes:

@@ -13,11 +13,10 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import langchain_core  # noqa: F401  (a test extra: missing, these tests fail, never skip)
 import pytest
-from live_server import ROOT, STARTUP_TIMEOUT, LiveServer, free_port
+from live_server import ROOT, free_port, running
 
 from rag.errors import QuestionError
 from rag.integrations.langchain import RagRetriever, RagServerError
@@ -35,12 +34,8 @@ def local(project_index):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, project_index):
-    srv = LiveServer("langchain", tmp_path_factory.mktemp("langchain-logs"), {"RAG_API_KEY": KEY})
-    try:
-        srv.wait_ready(time.monotonic() + STARTUP_TIMEOUT)
-        yield srv
-    finally:
-        srv.stop()
+    with running(tmp_path_factory.mktemp("langchain-logs"), langchain={"RAG_API_KEY": KEY}) as started:
+        yield started["langchain"]
 
 
 def _check_gwangju(docs, corpus) -> None:

@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from live_server import ROOT, STARTUP_TIMEOUT
+from live_server import ROOT, running
 from live_server import LiveServer as Server
 
 CHROMIUM = os.environ.get("RAGTEST_CHROMIUM", "/usr/bin/chromium")
@@ -37,17 +36,8 @@ LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 @pytest.fixture(scope="session")
 def web_servers(tmp_path_factory, project_index) -> Iterator[dict[str, Server]]:
     """``{"open": Server, "keyed": Server}``, started in parallel, stopped at the end."""
-    log_dir = tmp_path_factory.mktemp("web-logs")
-    opened = Server("open", log_dir, {})
-    keyed = Server("keyed", log_dir, {"RAG_API_KEY": API_KEY})
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        opened.wait_ready(deadline)
-        keyed.wait_ready(deadline)
-        yield {"open": opened, "keyed": keyed}
-    finally:
-        opened.stop()
-        keyed.stop()
+    with running(tmp_path_factory.mktemp("web-logs"), open={}, keyed={"RAG_API_KEY": API_KEY}) as started:
+        yield started
 
 
 @pytest.fixture(scope="session")
