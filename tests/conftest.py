@@ -6,8 +6,8 @@
 - The project index is built once per session, on first use, by the real entry point in a
   child process (``rag index build``). ``RAGTEST_BUILD_THREADS`` (default 1) sets its
   OpenMP threads and ``RAGTEST_EMBED_BATCH`` its embedding batch size: ``scripts/test.sh``
-  runs the suite a second time with 2 threads and another batch size, in reverse order,
-  to prove that no test depends on one build's float rounding.
+  runs the suite with 2 threads and batch 7, a build unlike the default one that runs of
+  single test files use, to prove that no test depends on one build's float rounding.
 - Commands run as ``python -m rag.cli.main`` from this checkout, never whichever ``rag`` is
   first on PATH.
 """
