@@ -90,18 +90,22 @@ class ApiKeyGate:
         await error_response(401, "unauthorized", problem, headers=headers)(scope, receive, send)
 
 
-def is_authorized(request: Request) -> bool:
-    """Whether ``request`` may see everything: no key is configured, or it carries the key."""
+def _request_problem(request: Request) -> str | None:
+    """None when no key is configured or ``request`` carries it, else what is wrong."""
     expected: str | None = getattr(request.app.state, "api_key", None)
     if not expected:
-        return True
+        return None
     raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
-    return key_problem(raw, expected.encode("utf-8")) is None
+    return key_problem(raw, expected.encode("utf-8"))
+
+
+def is_authorized(request: Request) -> bool:
+    """Whether ``request`` may see everything: no key is configured, or it carries the key."""
+    return _request_problem(request) is None
 
 
 def require_api_key(request: Request, creds: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:
     """401 unless the request carries the configured key (no key configured: open)."""
-    if not is_authorized(request):
-        raw = next((v for k, v in request.scope["headers"] if k == b"authorization"), None)
-        raise ApiError(401, "unauthorized", key_problem(raw, request.app.state.api_key.encode("utf-8")) or WRONG,
-                       CHALLENGE)
+    problem = _request_problem(request)
+    if problem is not None:
+        raise ApiError(401, "unauthorized", problem, CHALLENGE)
