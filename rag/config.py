@@ -8,6 +8,7 @@ variable for deployments and tests.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,11 +46,25 @@ CORS_ORIGINS_ENV = "RAG_CORS_ORIGINS"
 #: model, :mod:`rag.answer.learned_compose`) or ``rules`` (the hand-set path it replaced).
 ANSWER_LINE_ENV = "RAG_ANSWER_LINE"
 ANSWER_LINES = ("learned", "rules")
+#: Where searches run (:mod:`rag.index.backend`): ``files`` (bm25s + faiss files in the
+#: index folder, the default) or ``milvus`` (a Milvus collection, :mod:`rag.index.milvus`).
+BACKEND_ENV = "RAG_BACKEND"
+BACKENDS = ("files", "milvus")
+#: The Milvus to use: a file path for milvus-lite (default ``<index folder>/milvus.db``) or
+#: ``http://host:19530`` for a server or cluster; credentials by token or user + password.
+MILVUS_URI_ENV = "RAG_MILVUS_URI"
+MILVUS_TOKEN_ENV = "RAG_MILVUS_TOKEN"
+MILVUS_USER_ENV = "RAG_MILVUS_USER"
+MILVUS_PASSWORD_ENV = "RAG_MILVUS_PASSWORD"
+#: The chunk collection's name (``<name>_vocab`` and ``<name>_meta`` beside it).
+MILVUS_COLLECTION_ENV = "RAG_MILVUS_COLLECTION"
+DEFAULT_MILVUS_COLLECTION = "rag_chunks"
 
 
 #: Every variable above: ``check_environment`` refuses a value that is not UTF-8 text.
 ENV_NAMES = (CORPUS_DIR_ENV, INDEX_DIR_ENV, CACHE_DIR_ENV, MODEL_ENV, EMBED_BATCH_ENV, API_KEY_ENV,
-             CORS_ORIGINS_ENV, ANSWER_LINE_ENV)
+             CORS_ORIGINS_ENV, ANSWER_LINE_ENV, BACKEND_ENV, MILVUS_URI_ENV, MILVUS_TOKEN_ENV, MILVUS_USER_ENV,
+             MILVUS_PASSWORD_ENV, MILVUS_COLLECTION_ENV)
 
 
 def env_text(name: str) -> str | None:
@@ -89,6 +104,23 @@ def answer_line_setting() -> str:
     return line
 
 
+def backend_setting() -> str:
+    """``$RAG_BACKEND``: ``files`` (default) or ``milvus``, else ConfigError."""
+    backend = (env_text(BACKEND_ENV) or "").strip() or BACKENDS[0]
+    if backend not in BACKENDS:
+        raise ConfigError(f"{BACKEND_ENV}={backend!r}: {' 또는 '.join(BACKENDS)} 중 하나여야 합니다")
+    return backend
+
+
+def _milvus_collection() -> str:
+    """``$RAG_MILVUS_COLLECTION``: letters, digits and ``_``, starting with a letter or ``_``
+    (Milvus's rule for names), else ConfigError."""
+    name = (env_text(MILVUS_COLLECTION_ENV) or "").strip() or DEFAULT_MILVUS_COLLECTION
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name):
+        raise ConfigError(f"{MILVUS_COLLECTION_ENV}={name!r}: 영문자·숫자·밑줄만 쓰고 영문자나 밑줄로 시작해야 합니다")
+    return name
+
+
 def _env_path(name: str, default: Path) -> Path:
     value = env_text(name)
     return Path(value).expanduser().resolve() if value else default
@@ -109,6 +141,10 @@ class Settings:
     cache_dir: Path = field(default_factory=default_cache_dir)
     model: str = field(default_factory=lambda: env_text(MODEL_ENV) or DEFAULT_MODEL)
     embed_batch: int = field(default_factory=lambda: env_positive_int(EMBED_BATCH_ENV, DEFAULT_EMBED_BATCH))
+    backend: str = field(default_factory=backend_setting)
+    #: None: milvus-lite in ``<index_dir>/milvus.db``.
+    milvus_uri: str | None = field(default_factory=lambda: (env_text(MILVUS_URI_ENV) or "").strip() or None)
+    milvus_collection: str = field(default_factory=_milvus_collection)
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""

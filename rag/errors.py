@@ -63,3 +63,8 @@ class IndexChecksumError(IndexCorruptError):
 class IndexWriteError(IndexStoreError):
     """The index folder cannot take a new build (not writable, full disk, something that is
     not ours in the way); the published index is left as it was."""
+
+
+class SearchBackendError(IndexStoreError):
+    """The search backend (a Milvus server or milvus-lite file) cannot be reached, opened or
+    written; one line says which and what to do."""

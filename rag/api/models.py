@@ -224,6 +224,7 @@ class IndexInfo(BaseModel):
     model: str | None = Field(None, description="(키가 있는 호출자에게만) 임베딩 모델")
     index_dir: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 폴더 경로")
     build: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 빌드 이름")
+    backend: str | None = Field(None, description="(키가 있는 호출자에게만) 검색 백엔드: files 또는 milvus")
     created: str | None = None
     loaded_at: str | None = None
     reasons: list[str] | None = Field(None, description="(키가 있는 호출자에게만) stale인 까닭")

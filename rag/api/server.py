@@ -38,8 +38,18 @@ from rag.api.errors import describe_startup_error
 from rag.api.limits import current_limits
 from rag.api.protocol import GuardedH11Protocol
 from rag.api.state import load_state
-from rag.config import CACHE_DIR_ENV, CORPUS_DIR_ENV, INDEX_DIR_ENV, MODEL_ENV, Settings
+from rag.config import (
+    BACKEND_ENV,
+    CACHE_DIR_ENV,
+    CORPUS_DIR_ENV,
+    INDEX_DIR_ENV,
+    MILVUS_COLLECTION_ENV,
+    MILVUS_URI_ENV,
+    MODEL_ENV,
+    Settings,
+)
 from rag.errors import RagError
+from rag.index.milvus import is_server_uri
 
 log = logging.getLogger("rag.api")
 
@@ -57,6 +67,10 @@ def _export_settings(settings: Settings) -> None:
     os.environ[INDEX_DIR_ENV] = str(settings.index_dir)
     os.environ[CACHE_DIR_ENV] = str(settings.cache_dir)
     os.environ[MODEL_ENV] = settings.model
+    os.environ[BACKEND_ENV] = settings.backend
+    os.environ[MILVUS_COLLECTION_ENV] = settings.milvus_collection
+    if settings.milvus_uri:
+        os.environ[MILVUS_URI_ENV] = settings.milvus_uri
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings] = None, *,
@@ -99,6 +113,10 @@ def serve(host: str = "127.0.0.1", port: int = 8000, settings: Optional[Settings
     # Several processes: check (and build, once) the index here, so a broken setup stops
     # with one line instead of workers failing and being restarted in a loop.
     logging.config.dictConfig(_log_config(log_level))
+    if settings.backend == "milvus" and not is_server_uri(settings.milvus_uri or ""):
+        log.error("cannot start the API: milvus-lite opens its file in one process only, so --workers %d "
+                  "cannot share it; use a Milvus server (RAG_MILVUS_URI=http://host:19530) or --workers 1", workers)
+        sys.exit(3)
     try:
         state = load_state(settings)
     except Exception as exc:

@@ -138,6 +138,7 @@ class ApiState:
             "model": m.get("spec", {}).get("model", self.settings.model),
             "index_dir": str(self.settings.index_dir),
             "build": self.retriever.index.path.name, "created": m.get("created"),
+            "backend": self.retriever.backend.name,
             "loaded_at": self.loaded_at,
         }
 

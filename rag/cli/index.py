@@ -80,22 +80,39 @@ def status_rows(status: dict) -> list[tuple[str, Text]]:
         ("경로", Text(status["index_dir"])),
         ("빌드", Text(str(status["build"]))),
     ]
+    backend = status.get("backend") or {}
+    if backend.get("backend") == "milvus":
+        synced = (Text(f"예 ({backend.get('rows', 0):,}행)", style="green") if backend.get("in_sync")
+                  else Text(f"아니요 — {backend.get('error') or '`rag index build`로 맞추세요'}", style="yellow"))
+        rows += [("검색 백엔드", Text(f"Milvus {backend.get('uri', '')} · {backend['collection']}")),
+                 ("Milvus 일치", synced)]
     return rows
 
 
 @index_app.command("build", cls=FlagCommand)
 def index_build() -> None:
     """Build the index from corpus/ (reusing embeddings of unchanged chunks)."""
-    from rag.index.build import build_index  # lazy: start-up time
+    from rag.index.backend import open_backend  # lazy: start-up time
+    from rag.index.build import build_index
+    from rag.index.spec import BuildSpec
+    from rag.text.korean import get_analyzer
 
+    settings = Settings()
     try:
         with progress_bar() as report:
-            index = build_index(Settings(), progress=report)
+            index = build_index(settings, progress=report)
+            if settings.backend != "files":
+                spec = BuildSpec()
+                analyzer = get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
+                open_backend(settings, index, analyzer, progress=report,
+                             notice=lambda text: err.print(text, soft_wrap=True)).close()
     except RagError as exc:
         fail(str(exc))
     m = index.manifest
     err.print(f"[green]built[/] {m['n_chunks']} chunks from {len(m['corpus'])} documents in "
               f"{m['build_seconds']} s ({m['reembedded']} embedded, the rest reused) → {index.path}")
+    if settings.backend != "files":
+        err.print(f"[green]synced[/] Milvus collection {settings.milvus_collection}")
 
 
 @index_app.command("status", cls=FlagCommand)
@@ -105,10 +122,13 @@ def index_status_cmd(
                                 "(every load does this now; kept for scripts)."),
 ) -> None:
     """What is built, and whether it is stale against corpus/ and the settings."""
-    from rag.index.store import index_status  # lazy: start-up time
+    from rag.index.backend import add_backend_status  # lazy: start-up time
+    from rag.index.store import index_status
 
     try:
-        status = index_status(Settings())  # checksums are always checked; --verify is kept for scripts
+        settings = Settings()
+        # checksums are always checked; --verify is kept for scripts
+        status = add_backend_status(settings, index_status(settings))
     except RagError as exc:
         fail(str(exc))
     if as_json:

@@ -24,6 +24,7 @@ from rag.errors import (
     IndexStoreError,
     IndexWriteError,
 )
+from rag.index.bm25_vectors import average_length
 from rag.index.dense import DenseIndex
 from rag.index.line_vectors import (
     LINE_KEYS,
@@ -143,6 +144,7 @@ def build_in_memory(docs: list[Document], spec: BuildSpec, embedder, analyzer, p
         "spec": spec.describe(embedder.model_id),
         "n_chunks": len(chunks),
         "n_lines": len(lines),
+        "bm25_avgdl": average_length(tokens),  # the sparse vectors of a vector engine need it
         "reembedded": fresh,
         "reembedded_lines": fresh_lines,
         "build_seconds": round(time.perf_counter() - started, 2),

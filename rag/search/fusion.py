@@ -32,21 +32,6 @@ def _minmax(scores: np.ndarray) -> np.ndarray:
     return np.ones_like(scores) if hi - lo < 1e-9 else (scores - lo) / (hi - lo)
 
 
-def top_positive(scores: np.ndarray, depth: int) -> np.ndarray:
-    """The best ``depth`` rows with a positive score, ordered by (-score, row).
-
-    Exactly what a stable argsort of every score gives, without sorting every chunk (at
-    100k chunks that sort was ~90% of the BM25 stage; see benchmarks/report.md).
-    """
-    rows = np.flatnonzero(scores > 0)
-    vals = scores[rows]
-    if len(rows) > depth:
-        cut = np.partition(vals, len(vals) - depth)[len(vals) - depth]
-        keep = vals >= cut  # ties at the cut stay; the stable sort keeps the lowest rows
-        rows, vals = rows[keep], vals[keep]
-    return rows[np.argsort(-vals, kind="stable")[:depth]]
-
-
 def fuse(sparse: dict[int, float], dense: dict[int, float], cfg: FusionConfig) -> list[tuple[int, float]]:
     """Rows and fused scores, best first. Inputs map chunk row → score for each list."""
     if cfg.method == "rrf":

@@ -10,11 +10,12 @@ import numpy as np
 
 from rag.config import Settings
 from rag.embed.encoder import Embedder
+from rag.index.backend import FileBackend, SearchBackend, open_backend
 from rag.index.build import ensure_index
 from rag.index.spec import BuildSpec, LoadedIndex
 from rag.ingest.corpus import Document, load_corpus
 from rag.query.checks import check_options, check_question
-from rag.search.fusion import FusionConfig, fuse, top_positive
+from rag.search.fusion import FusionConfig, fuse
 from rag.text.korean import get_analyzer
 from rag.types import Passage
 
@@ -40,8 +41,9 @@ class Retriever:
     """Searches a loaded index; one instance serves many questions (CLI chat, HTTP server)."""
 
     def __init__(self, index: LoadedIndex, analyzer, embedder, doc_texts: dict[str, str],
-                 fusion: FusionConfig = FusionConfig()):
+                 fusion: FusionConfig = FusionConfig(), backend: SearchBackend | None = None):
         self.index = index
+        self.backend = backend or FileBackend(index)  # where the two searches run
         self.doc_texts = doc_texts  # normalised text by doc id: citations are checked against it
         self.analyzer = analyzer
         self.embedder = embedder
@@ -58,7 +60,8 @@ class Retriever:
         analyzer = get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
         index = ensure_index(settings, spec, progress=progress, notice=notice, embedder=embedder,
                              analyzer=analyzer, docs=docs)
-        return cls(index, analyzer, embedder, {d.doc_id: d.text for d in docs}, fusion)
+        backend = open_backend(settings, index, analyzer, progress=progress, notice=notice)
+        return cls(index, analyzer, embedder, {d.doc_id: d.text for d in docs}, fusion, backend)
 
     def _passage(self, rank: int, row: int, score: float) -> Passage:
         c = self.index.chunks[row]
@@ -79,15 +82,13 @@ class Retriever:
             t0 = time.perf_counter()
             tokens = self.analyzer.tokenize(q)
             t1 = time.perf_counter()
-            scores = self.index.sparse.scores(tokens)
-            sparse = {int(r): float(scores[r]) for r in top_positive(scores, depth)}
+            sparse = self.backend.sparse_search(tokens, depth)
             t["analyse"], t["bm25"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         if mode in ("dense", "hybrid"):
             t0 = time.perf_counter()
             vec = self.embedder.encode_queries([q])[0]
             t1 = time.perf_counter()
-            rows, sims = self.index.dense.search(vec, depth)
-            dense = {int(r): float(s) for r, s in zip(rows, sims)}
+            dense = self.backend.dense_search(vec, depth)
             t["encode"], t["faiss"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         t0 = time.perf_counter()
         if mode == "bm25":

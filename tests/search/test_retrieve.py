@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from rag.errors import ConfigError, QuestionError
+from rag.index.sparse import top_positive
 from rag.query.checks import check_options, check_question
-from rag.search.fusion import FusionConfig, _minmax, fuse, top_positive
+from rag.search.fusion import FusionConfig, _minmax, fuse
 
 # ----------------------------------------------------------------------------- min-max
 
