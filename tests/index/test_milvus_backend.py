@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from conftest import RAG, ROOT, make_small_corpus, run_rag
@@ -35,6 +36,7 @@ QUESTIONS = (
     "반도체 소재 공급망 안정을 위한 과제는?",
 )
 MODES = ("hybrid", "bm25", "dense")
+ANSWERED = "K-뿌리산업 첨단화 전략은 어느 부처가 발표했어?"
 DOCS = ("002", "003")
 
 
@@ -248,3 +250,34 @@ def test_bad_settings_get_one_line(name, value, needle):
     r = run_rag("search", "용접", env={**os.environ, name: value})
     lines = r.stderr.decode().strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and needle in lines[0], r.stderr.decode()
+
+
+def test_the_api_server_searches_and_answers_on_milvus(tmp_path, built, analyzer, embedder):
+    """``rag serve`` on the Milvus backend: /search ranks as the files backend, /chat answers
+    with verbatim citations, /health names the backend."""
+    from live_server import running
+
+    from rag.answer.pipeline import answer_question
+
+    small, _, index, _ = built
+    shutil.copytree(small.index_dir, tmp_path / "index", symlinks=True)
+    env = {"RAG_CORPUS_DIR": str(small.corpus_dir), "RAG_INDEX_DIR": str(tmp_path / "index"),
+           "RAG_BACKEND": "milvus", "RAG_MILVUS_URI": str(tmp_path / "milvus.db")}
+    doc_texts = {d.doc_id: d.text for d in load_corpus(small.corpus_dir)}
+    on_files = Retriever(index, analyzer, embedder, doc_texts)
+    with running(tmp_path, milvus=env) as servers:
+        url = servers["milvus"].url
+        assert httpx.get(f"{url}/health").json()["index"]["backend"] == "milvus"
+        for q in QUESTIONS[:2]:
+            r = httpx.post(f"{url}/search", json={"question": q, "k": 5}, timeout=60)
+            assert r.status_code == 200, r.text
+            assert_same_ranking([(p["chunk_id"], p["score"]) for p in r.json()["passages"]],
+                                ranked(on_files, q, "hybrid"))
+        want = answer_question(on_files, ANSWERED)
+        r = httpx.post(f"{url}/chat", json={"question": ANSWERED}, timeout=60)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert want.answerable and body["answer"] == want.answer
+        assert [c["chunk_id"] for c in body["citations"]] == [c.passage.chunk_id for c in want.citations]
+        for c in body["citations"]:
+            assert c["text"] == doc_texts[c["doc_id"]][c["start"]:c["end"]]
