@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -71,19 +71,30 @@ class TreeEnsemble:
                    np.asarray(right, np.int32), np.asarray(default_left, bool), np.asarray(value, np.float64),
                    np.asarray(roots, np.int32), depth, int(dump["max_feature_idx"]) + 1)
 
+    @cached_property
+    def _walk(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The split arrays with every leaf turned into a node that leads to itself (split
+        on feature 0 at +inf, both children itself), so a walk needs no leaf tests: after
+        ``depth`` steps every row of every tree stands on its leaf."""
+        leaf = self.feature < 0
+        me = np.arange(len(self.feature), dtype=self.left.dtype)
+        return (np.where(leaf, 0, self.feature), np.where(leaf, np.inf, self.threshold),
+                np.where(leaf, me, self.left), np.where(leaf, me, self.right))
+
     def raw_score(self, x: np.ndarray) -> np.ndarray:
-        """Sum of leaf values over the trees for each row of ``x`` (LightGBM's raw score)."""
+        """Sum of leaf values over the trees for each row of ``x`` (LightGBM's raw score;
+        a missing value, NaN, goes the way its split's ``default_left`` says)."""
         x = np.asarray(x, dtype=np.float64).reshape(-1, self.n_features)
+        feature, threshold, left, right = self._walk
         node = np.broadcast_to(self.roots, (len(x), len(self.roots))).copy()
         rows = np.arange(len(x))[:, None]
+        missing = bool(np.isnan(x).any())
         for _ in range(self.depth):
-            feat = self.feature[node]
-            inner = feat >= 0
-            if not inner.any():
-                break
-            v = x[rows, np.where(inner, feat, 0)]
-            go_left = np.where(np.isnan(v), self.default_left[node], v <= self.threshold[node])
-            node = np.where(inner, np.where(go_left, self.left[node], self.right[node]), node)
+            v = x[rows, feature[node]]
+            go_left = v <= threshold[node]
+            if missing:
+                go_left = np.where(np.isnan(v), self.default_left[node], go_left)
+            node = np.where(go_left, left[node], right[node])
         return self.value[node].sum(axis=1)
 
 
