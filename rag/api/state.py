@@ -139,6 +139,7 @@ class ApiState:
             "index_dir": str(self.settings.index_dir),
             "build": self.retriever.index.path.name, "created": m.get("created"),
             "backend": self.retriever.backend.name,
+            "query_engine": self.retriever.embedder.query_engine,
             "loaded_at": self.loaded_at,
         }
 
@@ -151,7 +152,8 @@ def load_state(settings: Settings) -> ApiState:
             log.info("index build: %s (%d items)", stage, total)
 
     docs = load_corpus(settings.corpus_dir)
-    retriever = Retriever.open(settings, docs=docs, progress=progress, notice=lambda m: log.warning("%s", m))
+    retriever = Retriever.open(settings, docs=docs, progress=progress, notice=lambda m: log.warning("%s", m),
+                               warm=True)
     return ApiState.build(settings, retriever, docs)
 
 

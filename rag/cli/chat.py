@@ -139,7 +139,7 @@ def chat_command(
     err.print("[dim]색인과 모델을 불러오는 중…[/]")
     from rag.answer.pipeline import answer_question  # lazy: start-up time
 
-    retriever = open_retriever()
+    retriever = open_retriever(warm=True)
     _enable_line_editing()
     _accept_any_bytes()
     out.print("[bold]뿌리산업·소부장 정책 문서 Q&A[/] — 질문을 입력하세요. [dim](/help 도움말, /exit 또는 종료 입력으로 끝내기)[/]")

