@@ -1,5 +1,5 @@
-"""A/B of what a change costs the answer step: warm ``answer_question`` latency (retrieval
-included) and ``rag index build`` from nothing, an earlier commit against the working
+"""A/B of what a change costs the answer step: warm hybrid search and ``answer_question``
+latency (retrieval included) and ``rag index build`` from nothing, an earlier commit against the working
 tree, measured in one run so that both see the same machine.
 
 Usage::
@@ -32,19 +32,39 @@ import synthetic as S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: The child: prints its question count, then answers question ``i`` for each line ``i``
-#: read from stdin and prints the milliseconds it took.
+#: The child: prints its question count, then for each line ``i`` read from stdin times a
+#: hybrid search (k=5) and ``answer_question`` of question ``i`` and prints both in ms. It
+#: opens the retriever as a server does (``warm=True``: the ONNX question engine) where
+#: the commit has that, and forgets remembered tokens and question vectors before each
+#: call, so every question costs what a new one would.
 CHILD = r"""
 import json, sys, time
+import rag.answer.terms as terms
 from rag.answer.pipeline import answer_question
 from rag.search.retriever import Retriever
 questions = [json.loads(l)["question"] for l in open("evaluation/qa.jsonl", encoding="utf-8") if l.strip()]
-retriever = Retriever.open()
+try:
+    retriever = Retriever.open(warm=True)
+except TypeError:  # a commit from before the warm question engine
+    retriever = Retriever.open()
+def forget():
+    for memo in (getattr(retriever, "_tokens", None), getattr(terms, "_unexpanded_tokens", None)):
+        if memo is not None:
+            memo.cache_clear()
+    engine = getattr(retriever.embedder, "_query_engine", None)
+    if engine is not None:
+        engine.clear_cache()
 print(len(questions), flush=True)
 for line in sys.stdin:
+    q = questions[int(line)]
+    forget()
     t0 = time.perf_counter()
-    answer_question(retriever, questions[int(line)], k=5)
-    print((time.perf_counter() - t0) * 1e3, flush=True)
+    retriever.search(q, k=5)
+    t1 = time.perf_counter()
+    forget()
+    t2 = time.perf_counter()
+    answer_question(retriever, q, k=5)
+    print(json.dumps([(t1 - t0) * 1e3, (time.perf_counter() - t2) * 1e3]), flush=True)
 """
 
 
@@ -72,6 +92,7 @@ def main() -> int:
     sides = {"baseline": None, "current": ROOT}
     builds: dict[str, list[float]] = {k: [] for k in sides}
     latency: dict[str, list[float]] = {k: [] for k in sides}
+    search: dict[str, list[float]] = {k: [] for k in sides}
     with tempfile.TemporaryDirectory() as tmp:
         old = Path(tmp) / "old"
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(old), args.rev], cwd=ROOT, check=True)
@@ -94,9 +115,10 @@ def main() -> int:
                     for name, child in children.items():
                         child.stdin.write(f"{i}\n")
                         child.stdin.flush()
-                        ms = float(child.stdout.readline())
+                        search_ms, answer_ms = json.loads(child.stdout.readline())
                         if r > 0:  # round 0 warms caches
-                            latency[name].append(ms)
+                            search[name].append(search_ms)
+                            latency[name].append(answer_ms)
                 print(f"latency round {r}/{args.rounds} done", flush=True)
             for child in children.values():
                 child.stdin.close()
@@ -106,12 +128,18 @@ def main() -> int:
     result = {"baseline_rev": args.rev, "machine": S.machine_info(), "questions_per_round": len(latency["current"])
               // max(args.rounds, 1),
               "answer_ms": {k: S.summary(v) for k, v in latency.items()},
+              "search_ms": {k: S.summary(v) for k, v in search.items()},
               "build_s": {k: {"runs": [round(x, 2) for x in v], **S.summary(v)} for k, v in builds.items()}}
     result["ratio_answer_p50"] = S.ratio(result["answer_ms"]["current"]["p50"], result["answer_ms"]["baseline"]["p50"])
     result["ratio_answer_p95"] = S.ratio(result["answer_ms"]["current"]["p95"], result["answer_ms"]["baseline"]["p95"])
+    result["ratio_search_p50"] = S.ratio(result["search_ms"]["current"]["p50"], result["search_ms"]["baseline"]["p50"])
+    result["ratio_search_p95"] = S.ratio(result["search_ms"]["current"]["p95"], result["search_ms"]["baseline"]["p95"])
     result["ratio_build_p50"] = S.ratio(result["build_s"]["current"]["p50"], result["build_s"]["baseline"]["p50"])
     path = S.save_json("ab_answer", result)
-    a, b = result["answer_ms"], result["build_s"]
+    a, b, h = result["answer_ms"], result["build_s"], result["search_ms"]
+    print(f"warm hybrid search (ms): baseline {args.rev} p50 {h['baseline']['p50']} p95 {h['baseline']['p95']}; "
+          f"current p50 {h['current']['p50']} p95 {h['current']['p95']}; ratio p50 {result['ratio_search_p50']} "
+          f"p95 {result['ratio_search_p95']}")
     print(f"warm answer_question (ms): baseline {args.rev} p50 {a['baseline']['p50']} p95 {a['baseline']['p95']}; "
           f"current p50 {a['current']['p50']} p95 {a['current']['p95']}; ratio p50 {result['ratio_answer_p50']} "
           f"p95 {result['ratio_answer_p95']}")

