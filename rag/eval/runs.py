@@ -97,7 +97,10 @@ def run_eval(items: Sequence[QAItem], modes: Sequence[str] = MODE_ORDER, k: int 
     settings = settings or Settings()
     report = progress or _noop
     if retriever is None:
-        retriever = Retriever.open(settings, progress=lambda s, a, t: report(f"index · {s}", a, t), notice=notice)
+        # no remembered question vectors: each mode asks the same questions, and its
+        # latency must be that of encoding them
+        retriever = Retriever.open(settings.with_(query_cache=0), progress=lambda s, a, t: report(f"index · {s}", a, t),
+                                   notice=notice)
     items = list(items)
     rel = relevant_counts(retriever.index, items)
     outcomes: dict[str, list[Outcome]] = {}
