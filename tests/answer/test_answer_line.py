@@ -58,7 +58,7 @@ def test_the_answer_line_is_chosen_by_setting(retriever, monkeypatch):
     rules = answer_question(retriever, q)
     assert "answerable_probability" not in rules.signals and "coverage" in rules.signals
     monkeypatch.setenv(ANSWER_LINE_ENV, "magic")
-    with pytest.raises(ConfigError, match="learned 또는 rules"):
+    with pytest.raises(ConfigError, match="learned, rules 중 하나"):
         answer_question(retriever, q)
     with pytest.raises(ConfigError, match="알 수 없는 답변 방식"):
         answer_question(retriever, q, line="oracle")

@@ -243,7 +243,7 @@ def test_an_unreachable_server_gets_one_line(built, settings):
 
 
 @pytest.mark.parametrize("name,value,needle", [
-    ("RAG_BACKEND", "milvs", "files 또는 milvus"),
+    ("RAG_BACKEND", "milvs", "files, milvus 중 하나"),
     ("RAG_MILVUS_COLLECTION", "rag-chunks", "RAG_MILVUS_COLLECTION"),
 ])
 def test_bad_settings_get_one_line(name, value, needle):
