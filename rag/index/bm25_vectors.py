@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from typing import Callable
 
-from rag.index.sparse import BM25Params
+from rag.index.sparse import BM25Params, SparseIndex
 
 #: Chunk vectors are rewritten when the corpus's average length has moved by more than
 #: this share since they were written. Below it, a chunk's term-frequency part moves by less
@@ -42,6 +42,24 @@ def chunk_weights(tokens: list[str], avgdl: float, params: BM25Params) -> dict[s
     toks = indexed_tokens(tokens)
     norm = params.k1 * (1 - params.b + params.b * len(toks) / avgdl)
     return {t: tf / (tf + norm) for t, tf in Counter(toks).items() if t != ""}
+
+
+def stored_chunk_weights(index: SparseIndex, rows: list[int]) -> list[dict[str, float]]:
+    """:func:`chunk_weights` of these chunk rows as the index computed them at build: each
+    token's stored score divided by its idf (exact to float32 rounding, no analysis; a
+    token whose idf is 0 scores nothing either way, so its weight is 0)."""
+    matrix, tokens, df = index.by_chunk()
+    n, method = index.size, index.params.method
+    out = []
+    for row in rows:
+        a, b = matrix.indptr[row], matrix.indptr[row + 1]
+        weights = {}
+        for col, score in zip(matrix.indices[a:b].tolist(), matrix.data[a:b].tolist()):
+            if tokens[col]:
+                w = idf(int(df[col]), n, method)
+                weights[tokens[col]] = score / w if w > 0 else 0.0
+        out.append(weights)
+    return out
 
 
 def idf(df: int, n: int, method: str) -> float:

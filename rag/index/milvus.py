@@ -40,8 +40,8 @@ from rag.errors import SearchBackendError
 from rag.index.bm25_vectors import (
     AVGDL_REWEIGHT_DRIFT,
     average_length,
-    chunk_weights,
     question_weights,
+    stored_chunk_weights,
 )
 from rag.index.spec import LoadedIndex
 from rag.index.store import build_lock
@@ -308,7 +308,7 @@ class MilvusBackend:
                     if stored.get(c.chunk_id, ("", 0.0))[0] != keys[i]
                     or abs(stored[c.chunk_id][1] - avgdl) > AVGDL_REWEIGHT_DRIFT * avgdl]
             gone = sorted(set(stored) - set(self._rows))
-            self._write(index, todo, keys, avgdl, analyzer, progress)
+            self._write(index, todo, keys, avgdl, progress)
             for start in range(0, len(gone), UPSERT_BATCH):
                 self._call("지우기", self._client.delete, self.collection, ids=gone[start:start + UPSERT_BATCH])
             self._call("flush", self._client.flush, self.collection)
@@ -318,15 +318,14 @@ class MilvusBackend:
             done = {"written": len(todo), "deleted": len(gone)}
         return done
 
-    def _write(self, index: LoadedIndex, todo: list[int], keys: list[str], avgdl: float, analyzer,
+    def _write(self, index: LoadedIndex, todo: list[int], keys: list[str], avgdl: float,
                progress: Callable[[str, int, int], None] | None) -> None:
         report = progress or (lambda stage, advance, total: None)
         report("milvus", 0, len(todo))
-        params = index.sparse.params
         for start in range(0, len(todo), UPSERT_BATCH):
             part = todo[start:start + UPSERT_BATCH]
             chunks = [index.chunks[i] for i in part]
-            weights = [chunk_weights(t, avgdl, params) for t in analyzer.tokenize_many([c.index_text for c in chunks])]
+            weights = stored_chunk_weights(index.sparse, part)
             self._add_tokens({t for w in weights for t in w})
             rows = [{
                 "chunk_id": c.chunk_id, "doc_id": c.doc_id, "section": _cut(c.section_path), "start": c.start,

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import bm25s
 import numpy as np
+from scipy import sparse
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)
 
@@ -46,6 +47,7 @@ class SparseIndex:
     def __init__(self, model: bm25s.BM25, params: BM25Params):
         self._model = model
         self.params = params
+        self._by_chunk: tuple[sparse.csr_matrix, list[str], np.ndarray] | None = None
 
     @classmethod
     def build(cls, corpus_tokens: list[list[str]], params: BM25Params = BM25Params()) -> "SparseIndex":
@@ -66,6 +68,23 @@ class SparseIndex:
             return 0
         indptr = self._model.scores["indptr"]
         return int(indptr[tid + 1] - indptr[tid])
+
+    def by_chunk(self) -> tuple[sparse.csr_matrix, list[str], np.ndarray]:
+        """bm25s's term-major score matrix turned chunk-major: row ``d`` holds the score
+        ``idf(t) * tf-part(t, d)`` of every token ``t`` of chunk ``d``; with the token of
+        each column and its document frequency. Made on first use (a vector engine's
+        writer reads chunks' weights from it instead of analysing them again)."""
+        if self._by_chunk is None:
+            s = self._model.scores
+            indptr = np.asarray(s["indptr"])
+            tokens = [""] * (len(indptr) - 1)
+            for token, i in self._model.vocab_dict.items():
+                if i < len(tokens):
+                    tokens[i] = token
+            by_term = sparse.csc_matrix((np.asarray(s["data"]), np.asarray(s["indices"]), indptr),
+                                        shape=(self.size, len(tokens)))
+            self._by_chunk = (by_term.tocsr(), tokens, np.diff(indptr))
+        return self._by_chunk
 
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """Score of every chunk (float32, length ``size``); unknown tokens score nothing."""

