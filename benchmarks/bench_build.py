@@ -237,7 +237,7 @@ def child_synth_build(size: int, seed: int, regen: bool) -> dict:
         "stages": stages, "pool_embed_s": round(emb.seconds, 2), "peak_rss_mib": peak,
         "rss_before_build_mib": round(rss_before, 1),
         "pool_lines_seen": emb.lines_seen, "pool_lines_missed": emb.lines_missed,
-        "pool_fallback_texts": emb.fallback_texts,
+        "pool_fallback_texts": emb.fallback_texts, "pool_fallback_embedded": emb.fallback_embedded,
         "mean_index_chars": round(sum(len(c.index_text) for c in index.chunks) / max(len(index.chunks), 1), 1),
         "dense_kind": type(index.dense._index).__name__,
         "process_s": round(time.perf_counter() - t_start, 2),

@@ -297,7 +297,8 @@ class Embedder:
         One question is encoded before returning, so the first real one is not slower."""
         if not self._fast or self._query_engine is not None:
             return
-        from rag.embed.onnx_engine import load_onnx_engine  # lazy: onnxruntime and tokenizers
+        # lazy: onnxruntime and tokenizers
+        from rag.embed.onnx_engine import load_onnx_engine
 
         engine = load_onnx_engine(self.cache_dir, threads=1, cache_size=cache_size)
         engine.encode(["워밍업 질문입니다"], self.query_prefix)

@@ -20,7 +20,6 @@ from rag.search.fusion import FusionConfig, fuse
 from rag.text.korean import get_analyzer
 from rag.types import Passage
 
-
 #: Question texts whose tokens a retriever remembers (a few MB at most).
 TOKEN_MEMO = 4096
 
