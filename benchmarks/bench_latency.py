@@ -41,9 +41,9 @@ K = 10
 def _open(settings):
     """Retriever.open for ``settings``, refusing to (re)build a synthetic index with the real
     embedder (that would take hours): bench_build.py builds those."""
-    from rag.index.store import load_index, stale_reasons
-    from rag.index.spec import BuildSpec
     from rag.errors import IndexStoreError
+    from rag.index.spec import BuildSpec
+    from rag.index.store import load_index, stale_reasons
     from rag.search.retriever import Retriever
 
     if "synth" in str(settings.index_dir):
