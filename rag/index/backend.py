@@ -68,9 +68,8 @@ def open_backend(settings: Settings, index: LoadedIndex, analyzer,
     """The backend ``settings.backend`` names, over ``index``. Milvus is brought in sync
     with the index first when it is not (``notice`` says so, ``progress`` counts rows)."""
     if settings.backend == "milvus":
-        from rag.index.milvus import (
-            MilvusBackend,  # lazy: pymilvus is an optional extra
-        )
+        # lazy: pymilvus is an optional extra
+        from rag.index.milvus import MilvusBackend
 
         backend = MilvusBackend.connect(settings, index)
         try:
