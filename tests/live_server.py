@@ -37,7 +37,7 @@ SERVER_ENV = ("RAG_API_KEY", "RAG_CORS_ORIGINS", "RAG_HEADER_TIMEOUT", "RAG_BODY
 class LiveServer:
     """``rag serve`` in a child process; its output goes to ``log_dir/name.log``."""
 
-    def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str]):
+    def __init__(self, name: str, log_dir: Path, extra_env: dict[str, str], args: tuple[str, ...] = ()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}.log"
@@ -46,7 +46,7 @@ class LiveServer:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli.main", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "rag.cli.main", "serve", "--port", str(self.port), *args],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT,
         )
 

@@ -42,7 +42,7 @@ COMMANDS = {
     ("index",): (set(), {"--help"}),
     ("index", "build"): (set(), {"--help"}),
     ("index", "status"): (set(), {"--json", "--verify"}),
-    ("serve",): ({"--host", "--port"}, {"--help"}),
+    ("serve",): ({"--host", "--port", "--workers"}, {"--help"}),
     ("chat",): ({"--k", "--mode"}, {"--help"}),
     ("train",): (set(), {"--dry-run", "--json"}),
     ("calibrate",): ({"--qa", "--heldout"}, {"--dry-run", "--report-only"}),
@@ -108,6 +108,7 @@ USAGE_ERRORS = [
     (["search", "--batch", "/no/such/file.jsonl", "--json"], ["/no/such/file.jsonl", "파일이 없습니다"]),
     (["eval", "--mode", "fuzzy"], ["'fuzzy'", "hybrid"]),
     (["serve", "--port", "70000"], ["--port", "70000"]),
+    (["serve", "--workers", "-1"], ["--workers", "-1"]),
 ]
 
 
