@@ -46,6 +46,8 @@ from rag.config import (
     MILVUS_COLLECTION_ENV,
     MILVUS_URI_ENV,
     MODEL_ENV,
+    QUERY_CACHE_ENV,
+    QUERY_ENGINE_ENV,
     Settings,
 )
 from rag.errors import RagError
@@ -69,6 +71,8 @@ def _export_settings(settings: Settings) -> None:
     os.environ[MODEL_ENV] = settings.model
     os.environ[BACKEND_ENV] = settings.backend
     os.environ[MILVUS_COLLECTION_ENV] = settings.milvus_collection
+    os.environ[QUERY_ENGINE_ENV] = settings.query_engine
+    os.environ[QUERY_CACHE_ENV] = str(settings.query_cache)
     if settings.milvus_uri:
         os.environ[MILVUS_URI_ENV] = settings.milvus_uri
 

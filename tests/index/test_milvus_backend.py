@@ -298,3 +298,11 @@ def test_the_api_server_searches_and_answers_on_milvus(tmp_path, built, analyzer
         assert [c["chunk_id"] for c in body["citations"]] == [c.passage.chunk_id for c in want.citations]
         for c in body["citations"]:
             assert c["text"] == doc_texts[c["doc_id"]][c["start"]:c["end"]]
+
+
+def test_several_workers_cannot_share_a_lite_file(built):
+    small, mil, _, _ = built
+    r = run_rag("serve", "--workers", "2", "--port", "1", env=_child_env(mil), timeout=120)
+    lines = [ln for ln in r.stderr.decode().splitlines() if ln.strip()]
+    assert r.returncode == 3 and len(lines) == 1, r.stderr.decode()
+    assert "milvus-lite" in lines[0] and "--workers 1" in lines[0]
