@@ -182,9 +182,8 @@ class MilvusBackend:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            reason = getattr(exc, "message", None) or str(exc).splitlines()[0]
             raise SearchBackendError(f"Milvus {what}에 실패했습니다 ({shown_uri(self.uri)}, "
-                                     f"{self.collection}): {reason}") from None
+                                     f"{self.collection}): {_reason(exc)}") from None
 
     # ------------------------------------------------------------------ collections
 
@@ -276,9 +275,12 @@ class MilvusBackend:
 
     # ------------------------------------------------------------------ keeping in line with the build
 
-    def in_sync(self, index: LoadedIndex) -> bool:
-        """Does the collection hold exactly this build (its record, and as many rows)?"""
-        return self._meta() == build_record(index) and self._count() == len(index.chunks)
+    def in_sync(self, index: LoadedIndex, rows: int | None = None) -> bool:
+        """Does the collection hold exactly this build (its record, and as many rows;
+        ``rows``: its row count when the caller has it)?"""
+        if self._meta() != build_record(index):
+            return False
+        return (self._count() if rows is None else rows) == len(index.chunks)
 
     def sync(self, index: LoadedIndex, analyzer, index_dir: Path,
              progress: Callable[[str, int, int], None] | None = None,
@@ -369,12 +371,18 @@ class MilvusBackend:
         return {self._rows[h["id"]]: float(h["distance"]) for h in hits if h["id"] in self._rows}
 
     def stats(self) -> dict:
+        rows = self._count()
         return {"backend": self.name, "uri": shown_uri(self.uri), "collection": self.collection,
-                "rows": self._count(), "in_sync": self.in_sync(self._index)}
+                "rows": rows, "in_sync": self.in_sync(self._index, rows)}
+
+
+def _reason(exc: Exception) -> str:
+    """pymilvus's own message of an error, else the first line of its text."""
+    return getattr(exc, "message", None) or str(exc).splitlines()[0]
 
 
 def _connect_message(uri: str, exc: Exception) -> str:
-    reason = getattr(exc, "message", None) or str(exc).splitlines()[0]
+    reason = _reason(exc)
     if not is_server_uri(uri):
         if "Open local milvus failed" in reason:
             return (f"milvus-lite 파일을 열 수 없습니다: {uri} — 다른 프로세스가 열고 있을 수 있습니다 "
