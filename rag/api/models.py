@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rag.config import MAX_QUESTION_CHARS
 from rag.errors import InputError
 from rag.query.checks import MAX_K
-from rag.text.outside import check_text
+from rag.text.outside import check_text, walk_json
 
 Mode = Literal["hybrid", "bm25", "dense"]
 
@@ -52,25 +52,13 @@ def refuse_broken_text(data: Any) -> Any:
     the whole body before its fields are validated, so every text field (the question, each
     message, an OpenAI content part, even ignored extras) goes through
     :func:`rag.text.outside.check_text` and the client gets a 422 naming the field."""
-    stack: list[tuple[str, Any]] = [("", data)]
-    while stack:  # iterative: as deep as the JSON parser allowed, without recursion
-        path, value = stack.pop()
-        if isinstance(value, str):
-            try:
-                check_text(value, "이 값" if path else "본문")
-            except InputError as exc:
-                raise ValueError(f"{path}: {exc}" if path else str(exc)) from None
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                where = f"{path}.{key}" if path else str(key)
-                if isinstance(key, str):
-                    try:
-                        check_text(key, "필드 이름")
-                    except InputError as exc:
-                        raise ValueError(f"{path or 'body'}: {exc}") from None
-                stack.append((where, item))
-        elif isinstance(value, list):
-            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(value))
+    for path, value, is_key in walk_json(data):
+        if not isinstance(value, str):
+            continue
+        try:
+            check_text(value, "필드 이름" if is_key else "이 값" if path else "본문")
+        except InputError as exc:
+            raise ValueError(f"{path or 'body'}: {exc}" if is_key else f"{path}: {exc}" if path else str(exc)) from None
     return data
 
 

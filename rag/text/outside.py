@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 
 from rag.errors import InputError
 
@@ -75,13 +76,28 @@ def check_argument(arg: str, position: int) -> str:
     return arg
 
 
+def walk_json(value: object) -> Iterator[tuple[str, object, bool]]:
+    """Everything inside a parsed JSON value, depth first and without recursion (as deep as
+    the parser allowed): ``(path, item, is_key)``, where ``path`` names the item with dots
+    (``messages.0.content``; ``""`` for the value itself) and a key comes with the path of
+    the object holding it."""
+    stack: list[tuple[str, object]] = [("", value)]
+    while stack:
+        path, v = stack.pop()
+        yield path, v, False
+        if isinstance(v, dict):
+            for key, item in v.items():
+                yield path, key, True
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(v, (list, tuple)):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in enumerate(v))
+
+
 def check_json_value(value: object, what: str) -> object:
     """``value`` (as ``json.loads`` made it) unchanged when it can be written back as strict
     JSON in UTF-8, else InputError: a number that is not finite (``NaN``, ``Infinity``, or
     one too large for a float such as ``1e999``), or a string or key with a lone surrogate."""
-    stack = [value]
-    while stack:  # iterative: as deep as the parser allowed, without recursion
-        v = stack.pop()
+    for _, v, _ in walk_json(value):
         if isinstance(v, float) and not math.isfinite(v):
             if v is value:
                 raise InputError(f"{what}이(가) 유한한 수가 아닙니다 (NaN, Infinity, 또는 1e999처럼 너무 큰 수); "
@@ -90,9 +106,4 @@ def check_json_value(value: object, what: str) -> object:
                              f"JSON으로 다시 쓸 수 없습니다")
         if isinstance(v, str):
             check_text(v, what)
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
     return value
